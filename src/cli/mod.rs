@@ -1,0 +1,10 @@
+//! The `cowdax` command line (one file per subcommand).
+
+pub mod mount;
+
+/// Entry point: dispatches on argv[0] (`mkfs.cowdax`, `fsck.cowdax`) and
+/// subcommands. Returns the process exit code.
+pub fn main() -> i32 {
+    eprintln!("cowdax: command line not built yet");
+    8
+}
