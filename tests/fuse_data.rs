@@ -61,6 +61,7 @@ fn sparse_file_beyond_four_gibibytes() {
     let path = t.path("huge");
     let mut file = OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(&path)

@@ -315,6 +315,7 @@ fn fallocate_modes_and_seek_data_hole() {
     let path = t.path("sparse");
     let file = OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(&path)
@@ -367,6 +368,7 @@ fn copy_file_range_copies_aligned_and_unaligned_ranges() {
     let src = File::open(t.path("src")).unwrap();
     let dst = OpenOptions::new()
         .create(true)
+        .truncate(true)
         .write(true)
         .read(true)
         .open(t.path("dst"))

@@ -56,8 +56,8 @@ pub fn mount_line(mountpoint: &Path) -> Option<String> {
     let wanted = mountpoint.to_string_lossy().into_owned();
     mounts
         .lines()
-        .filter(|line| line.split(' ').nth(1) == Some(wanted.as_str()))
-        .last()
+        .rev()
+        .find(|line| line.split(' ').nth(1) == Some(wanted.as_str()))
         .map(str::to_string)
 }
 
