@@ -81,10 +81,9 @@ pub enum AbiError {
 impl std::fmt::Display for AbiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AbiError::Size { expected, actual } => write!(
-                f,
-                "argument block is {actual} bytes, expected {expected}"
-            ),
+            AbiError::Size { expected, actual } => {
+                write!(f, "argument block is {actual} bytes, expected {expected}")
+            }
             AbiError::Magic(m) => write!(f, "bad argument magic {m:#010x}"),
             AbiError::Version(v) => {
                 write!(f, "ABI version {v} is not supported (this is {VERSION})")
@@ -840,10 +839,7 @@ mod tests {
         ));
         let mut bad_version = good.clone();
         bad_version[4] = 99;
-        assert_eq!(
-            UsageArgs::decode(&bad_version),
-            Err(AbiError::Version(99))
-        );
+        assert_eq!(UsageArgs::decode(&bad_version), Err(AbiError::Version(99)));
         let mut bad_recorded = good;
         bad_recorded[6] = 1;
         assert!(matches!(
