@@ -634,10 +634,13 @@ pub struct UsageArgs {
     pub metadata_bytes: u64,
     pub total_bytes: u64,
     pub free_bytes: u64,
+    /// Size of the whole region (image or device): physical offsets of
+    /// data lie in `0..media_bytes`.
+    pub media_bytes: u64,
 }
 
 impl UsageArgs {
-    pub const SIZE: usize = 72;
+    pub const SIZE: usize = 80;
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new(Self::SIZE);
         w.header(Self::SIZE);
@@ -650,6 +653,7 @@ impl UsageArgs {
             self.metadata_bytes,
             self.total_bytes,
             self.free_bytes,
+            self.media_bytes,
         ] {
             w.u64(v);
         }
@@ -666,6 +670,7 @@ impl UsageArgs {
             metadata_bytes: r.u64(),
             total_bytes: r.u64(),
             free_bytes: r.u64(),
+            media_bytes: r.u64(),
         })
     }
 }
@@ -695,7 +700,7 @@ const _: () = assert!(PathsArgs::SIZE <= RESTRICTED_IOCTL_MAX_BYTES);
 const _: () = assert!(HEADER_BYTES + 8 + 16 + 8 + 4 <= TokenArgs::SIZE);
 const _: () = assert!(HEADER_BYTES + 8 + 16 + 8 * 4 == CloneArgs::SIZE);
 const _: () = assert!(HEADER_BYTES + 8 + 16 + 8 * 3 + 4 + 4 + 8 == DedupeArgs::SIZE);
-const _: () = assert!(HEADER_BYTES + 8 * 8 == UsageArgs::SIZE);
+const _: () = assert!(HEADER_BYTES + 8 * 9 == UsageArgs::SIZE);
 
 #[cfg(test)]
 mod tests {
@@ -809,6 +814,7 @@ mod tests {
             metadata_bytes: 5,
             total_bytes: 6,
             free_bytes: 7,
+            media_bytes: 8,
         };
         assert_eq!(UsageArgs::decode(&usage.encode()), Ok(usage));
     }

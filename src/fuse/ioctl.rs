@@ -547,6 +547,7 @@ fn usage(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
         metadata_bytes: usage.metadata_bytes,
         total_bytes: usage.total_bytes,
         free_bytes: usage.free_bytes,
+        media_bytes: adapter.fs().media().len(),
     }
     .encode())
 }
