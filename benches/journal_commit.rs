@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use cowdax::media::{Media, MmapMedia, OpenMode, SimMedia};
 use cowdax::store::{Access, FormatOptions, PhysExtent, Store, StoreError};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 const IMAGE_BYTES: u64 = 64 << 20;
 const PAYLOAD_SIZES: [usize; 3] = [128, 1024, 16 * 1024];
@@ -46,7 +46,10 @@ fn image() -> Image {
         },
         Err(err) => {
             let _ = std::fs::remove_file(&path);
-            eprintln!("journal_commit: cannot map {}: {err}; using SimMedia", path.display());
+            eprintln!(
+                "journal_commit: cannot map {}: {err}; using SimMedia",
+                path.display()
+            );
             Image {
                 media: Arc::new(SimMedia::new(IMAGE_BYTES)),
                 path: None,
@@ -67,7 +70,10 @@ impl Checkpointer {
         let pool = store.geometry().pool_start;
         Checkpointer {
             slots: [
-                PhysExtent { start: pool, len: 2 },
+                PhysExtent {
+                    start: pool,
+                    len: 2,
+                },
                 PhysExtent {
                     start: pool + 2,
                     len: 2,

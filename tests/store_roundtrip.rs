@@ -141,9 +141,14 @@ fn journal_full_until_checkpoint_frees_the_ring() {
     let mut log = Vec::new();
     let mut full = false;
     for i in 0..1000 {
+        let fits = store.commit_fits(200);
         match store.commit(&payload(i, 200)) {
-            Ok(_) => log.push(payload(i, 200)),
+            Ok(_) => {
+                assert!(fits, "commit_fits said no but it fit");
+                log.push(payload(i, 200));
+            }
             Err(StoreError::JournalFull) => {
+                assert!(!fits, "commit_fits said yes but the journal was full");
                 full = true;
                 break;
             }
@@ -415,4 +420,29 @@ fn page_cache_commits_become_durable_at_sync() {
     let (_, kept) = open(&SimMedia::from_image(sim.durable_image()), Access::ReadOnly).unwrap();
     assert_eq!(kept.transactions, vec![b"one".to_vec(), b"two".to_vec()]);
     assert_clean(&sim);
+}
+
+#[test]
+fn read_write_open_makes_replayed_page_cache_records_durable() {
+    let sim = formatted(SMALL_BLOCKS, SMALL_JOURNAL_BYTES);
+    let (mut store, _) =
+        Store::open(Arc::new(PageCacheSim(sim.clone())), Access::ReadWrite).unwrap();
+    store.commit(b"unsynced one").unwrap();
+    store.commit(b"unsynced two").unwrap();
+    // The process dies without sync: the records live only in the page
+    // cache (dirty, not durable), where a new process finds them.
+    drop(store);
+    let restarted = SimMedia::from_image(sim.durable_image());
+    restarted.write(0, &sim.volatile_image()).unwrap();
+    let (store, recovered) =
+        Store::open(Arc::new(PageCacheSim(restarted.clone())), Access::ReadWrite).unwrap();
+    assert_eq!(recovered.transactions.len(), 2);
+    assert_eq!(store.durable_seq(), 2);
+    let (_, after_power_loss) = open(
+        &SimMedia::from_image(restarted.durable_image()),
+        Access::ReadOnly,
+    )
+    .unwrap();
+    assert_eq!(after_power_loss.transactions, recovered.transactions);
+    assert_clean(&restarted);
 }

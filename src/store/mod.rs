@@ -466,6 +466,11 @@ impl Store {
             checkpoint_extents: state.checkpoint_extents,
         };
         if access == Access::ReadWrite {
+            // Records replayed from a page cache may not have reached the
+            // device yet (the previous process died before syncing): persist
+            // the live log so the superblock's fence below covers it, and
+            // durable_seq() = last_seq() is true.
+            store.persist_live_log()?;
             // A new epoch before any new record: leftovers of the crashed run
             // behind the replay stop point can never join the log again.
             let mut sb = store.sb.clone();
@@ -536,6 +541,27 @@ impl Store {
         Some((*slot, sb.clone(), state))
     }
 
+    fn persist_live_log(&self) -> Result<()> {
+        let journal = &self.journal;
+        let base = journal.ring.base_bytes;
+        let tail = self.sb.journal_replay_offset;
+        if journal.used_bytes == 0 {
+            return Ok(());
+        }
+        if tail < journal.head_offset {
+            self.media
+                .persist(base + tail, journal.head_offset - tail)?;
+        } else {
+            // The live log wraps (or fills the whole ring).
+            self.media
+                .persist(base + tail, journal.ring.capacity_bytes - tail)?;
+            if journal.head_offset > 0 {
+                self.media.persist(base, journal.head_offset)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Write `sb` to the other slot with a sequence above both copies, then
     /// persist and fence. On success it is the current superblock.
     fn write_superblock(&mut self, mut sb: Superblock) -> Result<()> {
@@ -589,6 +615,9 @@ impl Store {
         if payload.len() > self.max_transaction_bytes() {
             return Err(StoreError::TransactionTooLarge(payload.len()));
         }
+        if !self.commit_fits(payload.len()) {
+            return Err(StoreError::JournalFull);
+        }
         let journal = self.journal;
         let cap = journal.ring.capacity_bytes;
         let record_bytes = journal::record_bytes(payload.len() as u64);
@@ -597,9 +626,6 @@ impl Store {
         } else {
             0
         };
-        if journal.used_bytes + wrap_waste + record_bytes > cap {
-            return Err(StoreError::JournalFull);
-        }
         let seq = journal.next_seq;
         let uuid = &journal.ring.uuid;
         let base = journal.ring.base_bytes;
@@ -648,7 +674,27 @@ impl Store {
         self.durable_seq
     }
 
+    /// Whether a transaction of `payload_len` bytes fits in the ring now
+    /// (wrap waste included). When false, `commit` would return
+    /// `JournalFull` (or `TransactionTooLarge`): checkpoint first.
+    pub fn commit_fits(&self, payload_len: usize) -> bool {
+        if payload_len > self.max_transaction_bytes() {
+            return false;
+        }
+        let journal = &self.journal;
+        let cap = journal.ring.capacity_bytes;
+        let record_bytes = journal::record_bytes(payload_len as u64);
+        let wrap_waste = if cap - journal.head_offset < record_bytes {
+            cap - journal.head_offset
+        } else {
+            0
+        };
+        journal.used_bytes + wrap_waste + record_bytes <= cap
+    }
+
     /// Bytes still free in the journal ring (for the core's checkpoint policy).
+    /// A record also needs the space up to the ring end when it does not fit
+    /// there: use [`Store::commit_fits`] for an exact answer.
     pub fn journal_free_bytes(&self) -> u64 {
         self.journal.ring.capacity_bytes - self.journal.used_bytes
     }
@@ -679,7 +725,9 @@ impl Store {
     /// Write `payload` as the new checkpoint into `extents` (freshly
     /// allocated pool blocks, never the live checkpoint's), publish it by a
     /// superblock switch and empty the journal. Returns the old checkpoint's
-    /// extents, which are free once this returns.
+    /// extents, which are free once this returns. The descriptor goes to the
+    /// first block of `extents[0]`; all given extents (even blocks beyond
+    /// what the payload needs) belong to the checkpoint until it is replaced.
     pub fn write_checkpoint(
         &mut self,
         payload: &[u8],
