@@ -30,6 +30,7 @@ const OFF_SEQ: usize = 8;
 const OFF_EPOCH: usize = 16;
 const OFF_PAYLOAD_LEN: usize = 24;
 const OFF_CRC: usize = 28;
+const _: () = assert!(RECORD_HEADER_BYTES == 32);
 const _: () = assert!(OFF_CRC + 4 == RECORD_HEADER_BYTES as usize);
 const _: () = assert!(RECORD_HEADER_BYTES <= RECORD_ALIGN_BYTES);
 

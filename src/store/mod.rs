@@ -18,6 +18,12 @@
 //! `| 0: superblock A | 1: superblock B | 2..2+J: journal ring | pool … |`
 //! The pool holds file data and checkpoint blocks; which pool blocks are in
 //! use is derived by the core (extent maps + checkpoint extents).
+//!
+//! The byte-level format, the commit protocol and the recovery rules are in
+//! docs/FORMAT.md.
+
+// The format is little-endian everywhere, spelled out at every conversion.
+#![deny(clippy::host_endian_bytes, clippy::big_endian_bytes)]
 
 pub mod checkpoint;
 pub mod inspect;

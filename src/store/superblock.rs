@@ -60,6 +60,7 @@ const OFF_LAST_MOUNTED: usize = 232;
 const OFF_RESERVED: usize = 240;
 const OFF_CRC: usize = 508;
 
+const _: () = assert!(SUPERBLOCK_BYTES == 512);
 const _: () = assert!(OFF_LABEL + LABEL_BYTES == OFF_BLOCK_SIZE);
 const _: () = assert!(OFF_RESERVED0 + 4 == OFF_REPLAY_OFFSET);
 const _: () = assert!(OFF_LAST_MOUNTED + 8 == OFF_RESERVED);
