@@ -150,13 +150,23 @@ fn write_extents(f: &mut fmt::Formatter<'_>, extents: &[PhysExtent]) -> fmt::Res
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The usual 8-4-4-4-12 hex form.
+fn uuid_text(uuid: &[u8; 16]) -> String {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    format!(
+        "{}-{}-{}-{}-{}",
+        hex(&uuid[..4]),
+        hex(&uuid[4..6]),
+        hex(&uuid[6..8]),
+        hex(&uuid[8..10]),
+        hex(&uuid[10..])
+    )
 }
 
 impl fmt::Display for Inspection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "media: {} ({} bytes)", self.media, self.media_bytes)?;
+        writeln!(f, "media: {}", self.media)?;
+        writeln!(f, "region: {} bytes", self.media_bytes)?;
         for error in &self.errors {
             writeln!(f, "error: {error}")?;
         }
@@ -184,7 +194,12 @@ impl fmt::Display for Inspection {
                         "  version {}  features compat {:#x} incompat {:#x} ro_compat {:#x}",
                         sb.version, sb.compat, sb.incompat, sb.ro_compat
                     )?;
-                    writeln!(f, "  uuid {}  label {:?}", hex(&sb.uuid), sb.label_text())?;
+                    writeln!(
+                        f,
+                        "  uuid {}  label {:?}",
+                        uuid_text(&sb.uuid),
+                        sb.label_text()
+                    )?;
                     writeln!(
                         f,
                         "  block size {}  total blocks {}  journal blocks {}..{}  pool from block {}",
