@@ -239,3 +239,42 @@ fn leftover_record_after_a_rewritten_tail_is_never_replayed() {
     );
     assert_clean(&crashed);
 }
+
+/// Like the previous test, but the run after the crash stops replay at the
+/// leftover (by epoch) and then checkpoints, which puts the replay point
+/// right on the leftover. The leftover must not become the first record of
+/// the log on the next open.
+#[test]
+fn leftover_record_at_a_checkpoint_replay_point_is_never_replayed() {
+    let sim = formatted(SMALL_BLOCKS, SMALL_JOURNAL_BYTES);
+    let (mut store, _) =
+        Store::open(Arc::new(PageCacheSim(sim.clone())), Access::ReadWrite).unwrap();
+    let journal_base = store.geometry().journal_start * BLOCK_SIZE;
+    store.sync().unwrap();
+    for name in [b"first", b"secnd", b"third"] {
+        store.commit(name).unwrap();
+    }
+    let point = sim.crash_point();
+    let survivors: Vec<usize> = point
+        .pending
+        .iter()
+        .enumerate()
+        .filter(|(_, (line, _))| *line != journal_base + 64)
+        .map(|(index, _)| index)
+        .collect();
+    let crashed = SimMedia::from_image(point.image(survivors));
+    let (mut store, _) =
+        Store::open(Arc::new(PageCacheSim(crashed.clone())), Access::ReadWrite).unwrap();
+    store.commit(b"again").unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let (mut store, recovered) =
+        Store::open(Arc::new(PageCacheSim(crashed.clone())), Access::ReadWrite).unwrap();
+    let log = vec![b"first".to_vec(), b"again".to_vec()];
+    assert_eq!(recovered.transactions, log);
+    checkpoint(&mut store, &log, false);
+    drop(store);
+    let (_, recovered) = open(&crashed, Access::ReadOnly).unwrap();
+    assert_eq!(logical_state(&recovered), log);
+    assert_clean(&crashed);
+}

@@ -122,7 +122,12 @@ pub fn inspect(media: &dyn Media) -> Inspection {
             payload,
         });
     }
-    let scan = ring_of(&sb).scan(media, sb.journal_replay_offset, sb.journal_replay_seq);
+    let scan = ring_of(&sb).scan(
+        media,
+        sb.journal_replay_offset,
+        sb.journal_replay_seq,
+        sb.journal_replay_epoch,
+    );
     inspection.journal = Some(JournalReport {
         capacity_bytes: sb.journal_capacity_bytes(),
         replay_offset: sb.journal_replay_offset,
@@ -220,8 +225,11 @@ impl fmt::Display for Inspection {
                     }
                     writeln!(
                         f,
-                        "  journal replay from offset {} seq {}  epoch {}",
-                        sb.journal_replay_offset, sb.journal_replay_seq, sb.journal_epoch
+                        "  journal replay from offset {} seq {} epoch ≥ {}  current epoch {}",
+                        sb.journal_replay_offset,
+                        sb.journal_replay_seq,
+                        sb.journal_replay_epoch,
+                        sb.journal_epoch
                     )?;
                     writeln!(
                         f,

@@ -280,7 +280,12 @@ fn load_state(media: &dyn Media, sb: &Superblock) -> std::result::Result<LoadedS
         let payload = checkpoint::read_payload(media, &sb.uuid, &descriptor)?;
         (Some(payload), descriptor.extents)
     };
-    let scan = ring_of(sb).scan(media, sb.journal_replay_offset, sb.journal_replay_seq);
+    let scan = ring_of(sb).scan(
+        media,
+        sb.journal_replay_offset,
+        sb.journal_replay_seq,
+        sb.journal_replay_epoch,
+    );
     Ok(LoadedState {
         checkpoint,
         checkpoint_extents,
@@ -334,6 +339,7 @@ impl Store {
             journal_replay_offset: 0,
             journal_replay_seq: 1,
             journal_epoch: 1,
+            journal_replay_epoch: 1,
             sb_seq: 1,
             mount_count: 0,
             created_secs: now,
@@ -458,7 +464,12 @@ impl Store {
             head_offset: scan.head_offset,
             used_bytes: scan.used_bytes,
             next_seq: scan.next_seq,
-            epoch: sb.journal_epoch.max(scan.max_epoch),
+            // Above every epoch any record can carry: records are written
+            // only after their run's epoch reached a durable superblock.
+            epoch: valid
+                .iter()
+                .map(|(_, copy)| copy.journal_epoch)
+                .fold(scan.max_epoch, u64::max),
         };
         let mut store = Store {
             byte_persistent: media.kind().is_byte_persistent(),
@@ -782,6 +793,9 @@ impl Store {
         sb.journal_replay_offset = self.journal.head_offset;
         sb.journal_replay_seq = self.journal.next_seq;
         sb.journal_epoch = self.journal.epoch;
+        // Records from now on carry this epoch; anything older at or after
+        // the new replay point is a leftover.
+        sb.journal_replay_epoch = self.journal.epoch;
         self.write_superblock(sb)?;
         self.journal.used_bytes = 0;
         Ok(std::mem::replace(
