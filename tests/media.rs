@@ -332,7 +332,13 @@ fn every_forced_flush_path_runs_and_the_data_survives_reopening() {
         assert_eq!(read_all(&reopened, size), expected, "{method}");
         exercised.push(method);
     }
-    assert!(exercised.contains(&FlushMethod::Clflush) && exercised.contains(&FlushMethod::Msync));
+    assert!(exercised.contains(&FlushMethod::Msync));
+    if cfg!(target_arch = "x86_64") {
+        assert!(
+            exercised.contains(&FlushMethod::Clflush),
+            "baseline on x86_64"
+        );
+    }
 }
 
 #[test]
