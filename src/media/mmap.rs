@@ -16,6 +16,12 @@
 //! own locks (the filesystem core does, per inode and for its metadata
 //! areas); racing them is a caller bug that can tear the bytes read.
 //!
+//! # Persistence
+//! `persist`/`fence` use the [`FlushMethod`] chosen at open: CPU cache-line
+//! flushes + SFENCE on DAX kinds (a fence covers the flushes of its own
+//! thread), or an ordered list of dirty page ranges that `fence` msyncs in
+//! persist order on page-cache kinds. docs/MEDIA.md has the details.
+//!
 //! Not defended against: something outside cowdax truncating an image file
 //! or writing a device while it is mapped (as with any mmap'ing program, a
 //! truncation makes later accesses raise SIGBUS).
