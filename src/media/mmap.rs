@@ -210,7 +210,9 @@ impl MmapMedia {
             if source.raw_os_error() == Some(libc::EBUSY) {
                 MediaError::InUse {
                     path: path.display().to_string(),
-                    msg: "the block device is mounted or claimed by the kernel".into(),
+                    msg: "the block device is busy: mounted, or opened exclusively by another \
+                          program (another cowdax?)"
+                        .into(),
                 }
             } else {
                 io_error(path, source)
@@ -395,7 +397,9 @@ impl MmapMedia {
             let sysfs = Path::new(detect::SYSFS_ROOT);
             if !detect::is_devdax(sysfs, major, minor) {
                 return Err(open_err(format!(
-                    "character device {major}:{minor} is not a devdax device"
+                    "character device {major}:{minor} is not a devdax device (sysfs {} has no dax \
+                     subsystem link for it)",
+                    sysfs.display()
                 )));
             }
             let name = std::fs::canonicalize(path)
