@@ -782,6 +782,12 @@ impl Media for MmapMedia {
             // bounds-checked range lies inside the mapping.
             let lines = unsafe { flush::flush_lines(self.flush, self.ptr_at(off), len as usize) };
             MediaCounters::add(&self.counters.lines_flushed, lines);
+            // SFENCE orders only the flushes of the thread that issues it. A
+            // range persisted here may be made durable by a `fence()` on
+            // another thread (an fsync of data written by another request),
+            // so complete our own flushes now: after this, any later fence
+            // on any thread finds them done. Costs one SFENCE per persist.
+            flush::store_fence();
             return Ok(());
         }
         self.record_pending_sync(off, len)
