@@ -13,6 +13,10 @@
 //! * `fence()` returns only when every range passed to `persist` before it is
 //!   durable (pmem: SFENCE; page cache: `msync` of the remembered ranges in
 //!   the order they were persisted; sim: flushed lines become durable).
+//! * On mappings flushed by CPU instructions (devdax, DAX files) a fence only
+//!   orders the flushes of its own thread (x86 rule), so `persist` ends with
+//!   an SFENCE of its own: a range is durable when `persist` returns there,
+//!   and a `fence()` on any thread covers it. See docs/MEDIA.md.
 //! * Bytes stored but not persisted-and-fenced may or may not survive a crash,
 //!   at cache-line (64-byte) granularity, in any combination. Aligned 8-byte
 //!   stores through `store_u64` are never torn.
@@ -23,11 +27,14 @@
 //! happen while the callback runs; the filesystem core guarantees it by
 //! holding the owning inode's lock and never writing shared extents in place.
 
+pub mod detect;
+pub mod flush;
 pub mod mmap;
 pub mod sim;
 
 use std::fmt;
 
+pub use flush::FlushMethod;
 pub use mmap::{MmapMedia, OpenMode};
 pub use sim::SimMedia;
 
@@ -121,6 +128,12 @@ pub enum MediaError {
     },
     #[error("msync failed: {0}")]
     Sync(std::io::Error),
+    #[error("cannot {operation}: the media is opened read-only")]
+    ReadOnly { operation: &'static str },
+    #[error("{path}: {msg}")]
+    InUse { path: String, msg: String },
+    #[error("{0}")]
+    Config(String),
 }
 
 pub type Result<T> = std::result::Result<T, MediaError>;
