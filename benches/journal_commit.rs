@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cowdax::media::{Media, MmapMedia, OpenMode, SimMedia};
+use cowdax::media::{Media, MmapMedia, SimMedia};
 use cowdax::store::{Access, FormatOptions, PhysExtent, Store, StoreError};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -35,11 +35,8 @@ impl Drop for Image {
 
 fn image() -> Image {
     let path = PathBuf::from(format!("/dev/shm/cowdax-bench-{}.img", std::process::id()));
-    let created = std::fs::File::create(&path).and_then(|file| file.set_len(IMAGE_BYTES));
-    match created
-        .map_err(|e| e.to_string())
-        .and_then(|()| MmapMedia::open(&path, OpenMode::ReadWrite).map_err(|e| e.to_string()))
-    {
+    let _ = std::fs::remove_file(&path);
+    match MmapMedia::create(&path, IMAGE_BYTES) {
         Ok(media) => Image {
             media: Arc::new(media),
             path: Some(path),
@@ -47,7 +44,7 @@ fn image() -> Image {
         Err(err) => {
             let _ = std::fs::remove_file(&path);
             eprintln!(
-                "journal_commit: cannot map {}: {err}; using SimMedia",
+                "journal_commit: cannot create {}: {err}; using SimMedia",
                 path.display()
             );
             Image {
