@@ -100,9 +100,6 @@ pub enum StoreError {
     /// Opened read-only.
     #[error("filesystem opened read-only")]
     ReadOnly,
-    /// Placeholder on development branches only; never on main.
-    #[error("not implemented yet")]
-    NotImplemented,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
