@@ -263,7 +263,7 @@ pub(crate) fn ring_of(sb: &Superblock) -> journal::Ring {
 }
 
 /// What one superblock leads to: its checkpoint and journal.
-struct LoadedState {
+pub(crate) struct LoadedState {
     checkpoint: Option<Vec<u8>>,
     checkpoint_extents: Vec<PhysExtent>,
     scan: journal::Scan,
@@ -527,7 +527,7 @@ impl Store {
     /// and no block freed after the switch can be referenced by it (every
     /// transaction since is replayed). Otherwise the fallback would roll the
     /// filesystem back past blocks that may have been reused: refuse.
-    fn fallback(
+    pub(crate) fn fallback(
         media: &dyn Media,
         primary: &Superblock,
         other: Option<&(usize, Superblock)>,
