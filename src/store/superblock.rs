@@ -24,6 +24,12 @@ pub const SUPERBLOCK_BLOCKS: [u64; 2] = [0, 1];
 /// The journal always starts right after the superblocks.
 pub const JOURNAL_START_BLOCK: u64 = 2;
 
+/// Upper bound for every counter in the superblock (sequences, epochs,
+/// generation, mount count). Validation refuses larger values, so the `+ 1`
+/// applied to them later can never overflow (2^62 increments are out of
+/// reach).
+pub const COUNTER_MAX: u64 = 1 << 62;
+
 /// Feature flags this version understands. Unknown `incompat` bits make the
 /// image unreadable, unknown `ro_compat` bits make it read-only, unknown
 /// `compat` bits are ignored.
@@ -360,6 +366,17 @@ impl DecodedSuperblock {
                 sb.journal_replay_offset
             ));
         }
+        for (name, value) in [
+            ("superblock sequence", sb.sb_seq),
+            ("journal replay sequence", sb.journal_replay_seq),
+            ("journal epoch", sb.journal_epoch),
+            ("checkpoint generation", sb.checkpoint_gen),
+            ("mount count", sb.mount_count),
+        ] {
+            if value > COUNTER_MAX {
+                return invalid(format!("{name} {value} is out of range"));
+            }
+        }
         if sb.journal_replay_epoch > sb.journal_epoch {
             return invalid(format!(
                 "journal replay epoch {} above the journal epoch {}",
@@ -447,6 +464,29 @@ mod tests {
         let decoded = DecodedSuperblock::decode(&sample().encode()).unwrap();
         let err = decoded.validate(999 * BLOCK_SIZE).unwrap_err();
         assert!(matches!(err, SuperblockDefect::Invalid(ref why) if why.contains("truncated")));
+    }
+
+    #[test]
+    fn counters_near_overflow_are_invalid() {
+        for field in 0..5 {
+            let mut sb = sample();
+            let value = u64::MAX;
+            match field {
+                0 => sb.sb_seq = value,
+                1 => sb.journal_replay_seq = value,
+                2 => sb.journal_epoch = value,
+                3 => sb.checkpoint_gen = value,
+                _ => sb.mount_count = value,
+            }
+            let err = DecodedSuperblock::decode(&sb.encode())
+                .unwrap()
+                .validate(1000 * BLOCK_SIZE)
+                .unwrap_err();
+            assert!(
+                matches!(err, SuperblockDefect::Invalid(ref why) if why.contains("out of range")),
+                "{field}: {err}"
+            );
+        }
     }
 
     #[test]
