@@ -485,3 +485,98 @@ fn inspection_reports_superblocks_checkpoint_and_journal() {
     }
     assert_clean(&sim);
 }
+
+#[derive(Clone, Debug)]
+enum Op {
+    Commit(usize),
+    Checkpoint { fragmented: bool },
+    Sync,
+    Reopen,
+    CrashAndReopen,
+}
+
+fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        8 => (0usize..2000).prop_map(Op::Commit),
+        1 => any::<bool>().prop_map(|fragmented| Op::Checkpoint { fragmented }),
+        1 => Just(Op::Sync),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::CrashAndReopen),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Random operation sequences against a model (the list of committed
+    /// transactions and how many of them are durable).
+    #[test]
+    fn random_operation_sequences_match_the_model(
+        ops in proptest::collection::vec(op_strategy(), 1..60),
+        page_cache in proptest::prelude::any::<bool>(),
+    ) {
+        let mut sim = formatted(4 * SMALL_BLOCKS, SMALL_JOURNAL_BYTES);
+        let media_of = |sim: &SimMedia| -> Arc<dyn Media> {
+            if page_cache {
+                Arc::new(PageCacheSim(sim.clone()))
+            } else {
+                Arc::new(sim.clone())
+            }
+        };
+        let (mut store, _) = Store::open(media_of(&sim), Access::ReadWrite).unwrap();
+        let mut log: Vec<Vec<u8>> = Vec::new();
+        let mut durable = 0usize;
+        for (index, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Commit(len) => {
+                    let p = payload(index, len);
+                    match store.commit(&p) {
+                        Ok(seq) => {
+                            log.push(p);
+                            proptest::prop_assert_eq!(seq, store.last_seq());
+                        }
+                        Err(StoreError::JournalFull) => {
+                            proptest::prop_assert!(!store.commit_fits(len));
+                        }
+                        Err(err) => panic!("commit: {err}"),
+                    }
+                }
+                Op::Checkpoint { fragmented } => {
+                    checkpoint(&mut store, &log, fragmented);
+                    durable = log.len();
+                }
+                Op::Sync => {
+                    store.sync().unwrap();
+                    durable = log.len();
+                }
+                Op::Reopen => {
+                    drop(store);
+                    let (reopened, recovered) =
+                        Store::open(media_of(&sim), Access::ReadWrite).unwrap();
+                    proptest::prop_assert_eq!(&logical_state(&recovered), &log);
+                    store = reopened;
+                    durable = log.len();
+                }
+                Op::CrashAndReopen => {
+                    drop(store);
+                    sim = SimMedia::from_image(sim.durable_image());
+                    let (reopened, recovered) =
+                        Store::open(media_of(&sim), Access::ReadWrite).unwrap();
+                    let state = logical_state(&recovered);
+                    proptest::prop_assert!(state.len() >= durable && state.len() <= log.len());
+                    proptest::prop_assert_eq!(&state[..], &log[..state.len()]);
+                    log.truncate(state.len());
+                    store = reopened;
+                    durable = log.len();
+                }
+            }
+            if !page_cache {
+                durable = log.len();
+            }
+            proptest::prop_assert!(store.durable_seq() >= durable as u64);
+        }
+        drop(store);
+        assert_clean(&sim);
+    }
+}
