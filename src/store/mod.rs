@@ -670,9 +670,11 @@ impl Store {
         Ok(seq)
     }
 
-    /// Make every committed transaction durable.
+    /// Make every committed transaction durable. Always fences (even when
+    /// every transaction is already durable), so it also completes any other
+    /// `persist` issued on the media before it.
     pub fn sync(&mut self) -> Result<()> {
-        if self.access == Access::ReadOnly || self.durable_seq == self.last_seq() {
+        if self.access == Access::ReadOnly {
             return Ok(());
         }
         self.fence()
