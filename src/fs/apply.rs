@@ -65,7 +65,10 @@ pub(crate) fn apply(
             kind,
             cookie,
         } => {
-            let d = inodes.get_mut(*dir).ok_or_else(|| missing(*dir))?.dir_mut()?;
+            let d = inodes
+                .get_mut(*dir)
+                .ok_or_else(|| missing(*dir))?
+                .dir_mut()?;
             // Replace semantics: a rename over an existing name.
             d.remove(name);
             if !d.insert(
@@ -82,7 +85,10 @@ pub(crate) fn apply(
             }
         }
         Record::DeleteDirent { dir, name } => {
-            let d = inodes.get_mut(*dir).ok_or_else(|| missing(*dir))?.dir_mut()?;
+            let d = inodes
+                .get_mut(*dir)
+                .ok_or_else(|| missing(*dir))?
+                .dir_mut()?;
             if d.remove(name).is_none() {
                 return Err(Error::Corrupt(format!(
                     "directory {dir}: removing a missing entry"

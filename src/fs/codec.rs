@@ -36,7 +36,9 @@ pub(crate) enum Record {
     },
     /// Remove the inode with all its extents (refcounts drop), xattrs and
     /// entries.
-    DeleteInode { ino: Ino },
+    DeleteInode {
+        ino: Ino,
+    },
     PutDirent {
         dir: Ino,
         name: Vec<u8>,
@@ -44,13 +46,19 @@ pub(crate) enum Record {
         kind: FileKind,
         cookie: u64,
     },
-    DeleteDirent { dir: Ino, name: Vec<u8> },
+    DeleteDirent {
+        dir: Ino,
+        name: Vec<u8>,
+    },
     SetXattr {
         ino: Ino,
         name: Vec<u8>,
         value: Vec<u8>,
     },
-    RemoveXattr { ino: Ino, name: Vec<u8> },
+    RemoveXattr {
+        ino: Ino,
+        name: Vec<u8>,
+    },
     /// Map `file_block..+len_blocks` to `phys_block..`, replacing whatever
     /// was mapped there.
     MapExtent {

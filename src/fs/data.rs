@@ -85,7 +85,12 @@ fn eof_zero_piece(old_size: u64, new_start: u64) -> Option<(u64, u64)> {
 impl Fs {
     /// Plan, allocate, store and persist `pieces` into `inode`'s blocks.
     /// Fails with NoSpace before storing anything if blocks are missing.
-    pub(crate) fn write_data(&self, ino: Ino, inode: &Inode, pieces: &[Piece<'_>]) -> Result<Stored> {
+    pub(crate) fn write_data(
+        &self,
+        ino: Ino,
+        inode: &Inode,
+        pieces: &[Piece<'_>],
+    ) -> Result<Stored> {
         let media = &self.media;
         // 1. Classify every touched block.
         let mut plan: Vec<(u64, Action, usize)> = Vec::new(); // (file_block, action, piece index)
@@ -117,10 +122,8 @@ impl Fs {
                         None => Action::New { copy_from: None },
                         Some((_, true)) if zeros => Action::Skip,
                         Some((phys, unwritten)) => {
-                            let shared = space
-                                .refcounts_in(phys, 1)
-                                .first()
-                                .is_some_and(|r| r.2 > 1);
+                            let shared =
+                                space.refcounts_in(phys, 1).first().is_some_and(|r| r.2 > 1);
                             match (shared, unwritten) {
                                 (false, false) => Action::InPlace(phys),
                                 (false, true) => Action::InPlaceUnwritten(phys),
@@ -968,7 +971,10 @@ pub(crate) fn read_into(
             continue;
         }
         let phys = e.phys_block * BS + (lo - ext_start);
-        media.read(phys, &mut buf[(lo - offset) as usize..(hi - offset) as usize])?;
+        media.read(
+            phys,
+            &mut buf[(lo - offset) as usize..(hi - offset) as usize],
+        )?;
     }
     Ok(())
 }

@@ -118,7 +118,11 @@ impl<'g, 'a> LiveAccess<'g, 'a> {
 
 impl InodeAccess for LiveAccess<'_, '_> {
     fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
-        if let Some(pos) = self.guards.iter().position(|(i, g)| *i == ino && !g.deleted) {
+        if let Some(pos) = self
+            .guards
+            .iter()
+            .position(|(i, g)| *i == ino && !g.deleted)
+        {
             return Some(&mut *self.guards[pos].1);
         }
         self.created
@@ -487,12 +491,13 @@ impl Fs {
         let mut space = mlock(&self.space);
         let mut store = mlock(&self.store);
         let (needed, max_extents) = store.checkpoint_blocks_needed(payload.len());
-        let runs = space
-            .alloc(needed, max_extents)
-            .ok_or(Error::Store(StoreError::CheckpointSpace {
-                needed,
-                max_extents,
-            }))?;
+        let runs =
+            space
+                .alloc(needed, max_extents)
+                .ok_or(Error::Store(StoreError::CheckpointSpace {
+                    needed,
+                    max_extents,
+                }))?;
         let old = match store.write_checkpoint(&payload, &runs) {
             Ok(old) => old,
             Err(e) => {
@@ -559,7 +564,11 @@ pub(crate) fn derive_space(
         if !space.in_pool(ext.start, ext.len) {
             return Err(Error::Corrupt("checkpoint outside the pool".into()));
         }
-        if !space.refcounts_in(ext.start, ext.len).iter().all(|r| r.2 == 0) {
+        if !space
+            .refcounts_in(ext.start, ext.len)
+            .iter()
+            .all(|r| r.2 == 0)
+        {
             return Err(Error::Corrupt(
                 "checkpoint blocks are also mapped by a file".into(),
             ));

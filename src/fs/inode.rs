@@ -83,8 +83,7 @@ pub(crate) struct DirEntrySlot {
 impl Dir {
     /// Insert a new entry; false if the name or the cookie is taken.
     pub fn insert(&mut self, name: Vec<u8>, slot: DirSlot, cookie: u64) -> bool {
-        if cookie < 3 || self.by_name.contains_key(&name) || self.by_cookie.contains_key(&cookie)
-        {
+        if cookie < 3 || self.by_name.contains_key(&name) || self.by_cookie.contains_key(&cookie) {
             return false;
         }
         self.by_cookie.insert(cookie, name.clone());
@@ -309,7 +308,9 @@ impl Inode {
         }
         let end = fb + len;
         if let Some(r) = self.extents.get(&end).copied() {
-            if pb + len == r.phys_block && r.flags == flags && len + r.len_blocks as u64 <= MAX_EXTENT_BLOCKS
+            if pb + len == r.phys_block
+                && r.flags == flags
+                && len + r.len_blocks as u64 <= MAX_EXTENT_BLOCKS
             {
                 self.extents.remove(&end);
                 if let Some(space) = space.as_deref_mut() {

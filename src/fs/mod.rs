@@ -378,4 +378,3 @@ pub struct CheckReport {
 pub struct OpenOptions {
     pub read_only: bool,
 }
-

@@ -49,7 +49,10 @@ fn check_lookup_name(name: &[u8]) -> Result<()> {
 
 pub(crate) type Guards<'a> = Vec<(Ino, RwLockWriteGuard<'a, Inode>)>;
 
-pub(crate) fn guard<'g, 'a>(guards: &'g [(Ino, RwLockWriteGuard<'a, Inode>)], ino: Ino) -> &'g Inode {
+pub(crate) fn guard<'g, 'a>(
+    guards: &'g [(Ino, RwLockWriteGuard<'a, Inode>)],
+    ino: Ino,
+) -> &'g Inode {
     // Callers only ask for inodes they locked.
     match guards.iter().find(|(i, _)| *i == ino) {
         Some((_, g)) => g,
@@ -71,7 +74,11 @@ pub(crate) struct Edits {
 }
 
 impl Edits {
-    pub fn attrs<'e>(&'e mut self, guards: &[(Ino, RwLockWriteGuard<'_, Inode>)], ino: Ino) -> &'e mut InodeAttrs {
+    pub fn attrs<'e>(
+        &'e mut self,
+        guards: &[(Ino, RwLockWriteGuard<'_, Inode>)],
+        ino: Ino,
+    ) -> &'e mut InodeAttrs {
         &mut self
             .attrs
             .entry(ino)

@@ -215,7 +215,11 @@ fn check_tree(inodes: &HashMap<Ino, &Inode>, report: &mut CheckReport) {
                 errors.push(format!("dir {ino}: name and cookie indexes differ"));
             }
             if a.size != dir.len() as u64 * 32 {
-                errors.push(format!("dir {ino}: size {} for {} entries", a.size, dir.len()));
+                errors.push(format!(
+                    "dir {ino}: size {} for {} entries",
+                    a.size,
+                    dir.len()
+                ));
             }
             if dir.max_cookie() >= a.next_cookie {
                 errors.push(format!("dir {ino}: cookie beyond next_cookie"));
@@ -232,7 +236,10 @@ fn check_tree(inodes: &HashMap<Ino, &Inode>, report: &mut CheckReport) {
                     )),
                     Some(child) => {
                         if child.attrs.kind != slot.kind {
-                            errors.push(format!("dir {ino}: entry kind differs from inode {}", slot.ino));
+                            errors.push(format!(
+                                "dir {ino}: entry kind differs from inode {}",
+                                slot.ino
+                            ));
                         }
                         *links.entry(slot.ino).or_default() += 1;
                         if slot.kind == FileKind::Directory {
@@ -260,7 +267,10 @@ fn check_tree(inodes: &HashMap<Ino, &Inode>, report: &mut CheckReport) {
         }
         report.extents += inode.extents.len() as u64;
         if sum != inode.alloc_blocks {
-            errors.push(format!("inode {ino}: alloc_blocks {} != {sum}", inode.alloc_blocks));
+            errors.push(format!(
+                "inode {ino}: alloc_blocks {} != {sum}",
+                inode.alloc_blocks
+            ));
         }
         if !inode.extents.is_empty() && a.kind != FileKind::Regular {
             errors.push(format!("inode {ino}: extents on a non-regular file"));
@@ -278,14 +288,21 @@ fn check_tree(inodes: &HashMap<Ino, &Inode>, report: &mut CheckReport) {
             if a.nlink != expected {
                 errors.push(format!("dir {ino}: nlink {} expected {expected}", a.nlink));
             }
-            let parent = if ino == ROOT_INO { Some(ROOT_INO) } else { dir_parent.get(&ino).copied() };
+            let parent = if ino == ROOT_INO {
+                Some(ROOT_INO)
+            } else {
+                dir_parent.get(&ino).copied()
+            };
             if let Some(p) = parent {
                 if a.parent != p {
                     errors.push(format!("dir {ino}: parent {} but listed in {p}", a.parent));
                 }
             }
         } else if a.nlink != entries {
-            errors.push(format!("inode {ino}: nlink {} but {entries} entries", a.nlink));
+            errors.push(format!(
+                "inode {ino}: nlink {} but {entries} entries",
+                a.nlink
+            ));
         }
         if ino != ROOT_INO && entries == 0 && inode.open_count == 0 {
             errors.push(format!("inode {ino}: unreachable and not open"));
@@ -337,16 +354,20 @@ fn check_space(inodes: &HashMap<Ino, &Inode>, live: &Space, report: &mut CheckRe
         }
         let _ = l;
     }
-    report.shared_blocks = rebuilt_refs
-        .iter()
-        .filter(|r| r.2 > 1)
-        .map(|r| r.1)
-        .sum();
+    report.shared_blocks = rebuilt_refs.iter().filter(|r| r.2 > 1).map(|r| r.1).sum();
     // Free ∪ pending ∪ checkpoint ∪ referenced == pool, disjoint.
     let mut parts: Vec<(u64, u64, &str)> = Vec::new();
     parts.extend(live.free.runs().map(|(s, l)| (s, l, "free")));
-    parts.extend(live.pending_free.iter().map(|(_, e)| (e.start, e.len, "pending")));
-    parts.extend(live.checkpoint_extents.iter().map(|e| (e.start, e.len, "checkpoint")));
+    parts.extend(
+        live.pending_free
+            .iter()
+            .map(|(_, e)| (e.start, e.len, "pending")),
+    );
+    parts.extend(
+        live.checkpoint_extents
+            .iter()
+            .map(|e| (e.start, e.len, "checkpoint")),
+    );
     parts.extend(rebuilt_refs.iter().map(|r| (r.0, r.1, "referenced")));
     parts.sort_unstable();
     let mut pos = live.pool_start;
@@ -354,12 +375,18 @@ fn check_space(inodes: &HashMap<Ino, &Inode>, live: &Space, report: &mut CheckRe
         if *s < pos {
             errors.push(format!("block {s} is both {what} and something else"));
         } else if *s > pos {
-            errors.push(format!("blocks {pos}+{} are neither free nor used (leak)", s - pos));
+            errors.push(format!(
+                "blocks {pos}+{} are neither free nor used (leak)",
+                s - pos
+            ));
         }
         pos = pos.max(s + l);
     }
     if pos != live.total_blocks {
-        errors.push(format!("pool accounting ends at {pos}, not {}", live.total_blocks));
+        errors.push(format!(
+            "pool accounting ends at {pos}, not {}",
+            live.total_blocks
+        ));
     }
     let free_total: u64 = live.free.runs().map(|r| r.1).sum();
     if free_total != live.free.free_blocks {

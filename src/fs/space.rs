@@ -252,22 +252,13 @@ impl Space {
             }
         }
         // Re-merge at the edges and inside (bounded by the runs touched).
-        let keys: Vec<u64> = self
-            .refcounts
-            .range(start..=end)
-            .map(|(&s, _)| s)
-            .collect();
+        let keys: Vec<u64> = self.refcounts.range(start..=end).map(|(&s, _)| s).collect();
         for k in keys.into_iter().rev() {
             self.merge_around(k);
         }
         for (s, l) in freed {
-            self.pending_free.push_back((
-                self.apply_seq,
-                PhysExtent {
-                    start: s,
-                    len: l,
-                },
-            ));
+            self.pending_free
+                .push_back((self.apply_seq, PhysExtent { start: s, len: l }));
         }
         if !self.anomalies.is_empty() {
             return Err(Error::Corrupt(self.anomalies.join("; ")));
