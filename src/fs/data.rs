@@ -865,7 +865,7 @@ impl Fs {
             }
             Ok(())
         };
-        if src_off % BS == dst_off % BS && !(src == dst) {
+        if src_off % BS == dst_off % BS && src != dst {
             let head = (BS - src_off % BS) % BS;
             let head = head.min(len);
             copy_bytes(src_off, dst_off, head)?;

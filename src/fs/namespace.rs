@@ -47,6 +47,14 @@ fn check_lookup_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// What kind of inode `create_node` makes.
+struct NewNode<'t> {
+    kind: FileKind,
+    perm: u32,
+    rdev: u32,
+    target: &'t [u8],
+}
+
 pub(crate) type Guards<'a> = Vec<(Ino, RwLockWriteGuard<'a, Inode>)>;
 
 pub(crate) fn guard<'g, 'a>(
@@ -152,12 +160,15 @@ impl Fs {
         &self,
         parent: Ino,
         name: &[u8],
-        kind: FileKind,
-        perm: u32,
-        rdev: u32,
-        target: &[u8],
+        node: NewNode<'_>,
         creds: Creds,
     ) -> Result<Attr> {
+        let NewNode {
+            kind,
+            perm,
+            rdev,
+            target,
+        } = node;
         self.mutating(|| {
             check_new_name(name)?;
             let parc = self.inode(parent)?;
@@ -247,11 +258,31 @@ impl Fs {
         if matches!(kind, FileKind::Directory | FileKind::Symlink) {
             return Err(Error::Invalid("mknod cannot make directories or symlinks"));
         }
-        self.create_node(parent, name, kind, mode, rdev, &[], creds)
+        self.create_node(
+            parent,
+            name,
+            NewNode {
+                kind,
+                perm: mode,
+                rdev,
+                target: &[],
+            },
+            creds,
+        )
     }
 
     pub fn mkdir(&self, parent: Ino, name: &[u8], perm: u32, creds: Creds) -> Result<Attr> {
-        self.create_node(parent, name, FileKind::Directory, perm, 0, &[], creds)
+        self.create_node(
+            parent,
+            name,
+            NewNode {
+                kind: FileKind::Directory,
+                perm,
+                rdev: 0,
+                target: &[],
+            },
+            creds,
+        )
     }
 
     pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8], creds: Creds) -> Result<Attr> {
@@ -261,7 +292,17 @@ impl Fs {
         if target.len() > codec::SYMLINK_MAX {
             return Err(Error::NameTooLong);
         }
-        self.create_node(parent, name, FileKind::Symlink, 0o777, 0, target, creds)
+        self.create_node(
+            parent,
+            name,
+            NewNode {
+                kind: FileKind::Symlink,
+                perm: 0o777,
+                rdev: 0,
+                target,
+            },
+            creds,
+        )
     }
 
     pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
