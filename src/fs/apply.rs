@@ -137,9 +137,16 @@ pub(crate) fn apply(
                 .extents_in(*src_block, *len_blocks);
             let inode = inodes.get_mut(*dst).ok_or_else(|| missing(*dst))?;
             check_regular(inode, *dst)?;
+            // Pin the source blocks before the destination's old mapping
+            // drops (a same-file clone may unmap the very blocks it shares).
+            if let Some(space) = space.as_deref_mut() {
+                for (_, e) in &snapshot {
+                    space.incref(e.phys_block, e.len_blocks as u64)?;
+                }
+            }
             inode.unmap(*dst, *dst_block, *len_blocks, space.as_deref_mut())?;
             for (fb, e) in snapshot {
-                inode.map(
+                inode.map_pinned(
                     *dst,
                     fb - src_block + dst_block,
                     e.phys_block,

@@ -263,15 +263,31 @@ impl Inode {
         flags: u8,
         mut space: Option<&mut Space>,
     ) -> Result<()> {
+        // Take the new references before the old ones drop: when the new
+        // mapping reuses blocks of the old one (unwritten → written, a
+        // clone onto itself), they never pass through refcount 0.
+        if let Some(space) = space.as_deref_mut() {
+            space.incref(phys_block, len_blocks)?;
+        }
+        self.map_pinned(ino, file_block, phys_block, len_blocks, flags, space)
+    }
+
+    /// `map` for a range whose references the caller already took.
+    pub fn map_pinned(
+        &mut self,
+        ino: Ino,
+        file_block: u64,
+        phys_block: u64,
+        len_blocks: u64,
+        flags: u8,
+        mut space: Option<&mut Space>,
+    ) -> Result<()> {
         self.unmap(ino, file_block, len_blocks, space.as_deref_mut())?;
         let mut done = 0u64;
         while done < len_blocks {
             let piece = (len_blocks - done).min(MAX_EXTENT_BLOCKS);
             let fb = file_block + done;
             let pb = phys_block + done;
-            if let Some(space) = space.as_deref_mut() {
-                space.incref(pb, piece)?;
-            }
             self.insert_merged(ino, fb, pb, piece, flags, space.as_deref_mut());
             self.alloc_blocks += piece;
             done += piece;
