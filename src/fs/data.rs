@@ -191,6 +191,16 @@ impl Fs {
             }
             Ok(())
         })();
+        // Data before metadata: the blocks the commit will map must be
+        // durable before the journal record can be (the commit's own fence
+        // would cover both at once, allowing a record without its data).
+        let result = result.and_then(|()| {
+            if maps.is_empty() {
+                Ok(())
+            } else {
+                media.fence().map_err(Error::from)
+            }
+        });
         if let Err(e) = result {
             self.unalloc(&allocated);
             return Err(e);
