@@ -390,6 +390,7 @@ impl Fs {
         let mut space = mlock(&self.space);
         let seq = {
             let mut store = mlock(&self.store);
+            space.release_durable(store.durable_seq());
             if grows {
                 let reserve = self.reserve_for(&store, payload.len() as u64);
                 if space.free.free_blocks < reserve {
