@@ -204,6 +204,19 @@ fn invalidate(adapter: &CowdaxFs, ino: Ino, offset: u64, len: u64) {
     }
 }
 
+type Handler = fn(&CowdaxFs, &IoctlRequest<'_>) -> Result<Vec<u8>, i32>;
+
+/// Every private command and its handler.
+const COMMANDS: [(u32, Handler); 7] = [
+    (abi::GET_TOKEN, get_token),
+    (abi::CLONE_RANGE, clone_range),
+    (abi::DEDUPE_RANGE, dedupe_range),
+    (abi::GET_EXTENTS, get_extents),
+    (abi::FSMAP, fsmap),
+    (abi::PATHS, paths),
+    (abi::USAGE, usage),
+];
+
 /// Handles one ioctl; `Err(errno)` is returned to the caller.
 pub fn dispatch(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<IoctlReply, i32> {
     if abi::ioc_type(req.cmd) != abi::IOCTL_TYPE {
@@ -220,16 +233,17 @@ pub fn dispatch(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<IoctlReply
     if req.in_data.len() != size || req.out_size as usize != size {
         return Err(libc::EINVAL);
     }
-    let data = match req.cmd {
-        abi::GET_TOKEN => get_token(adapter, req)?,
-        abi::CLONE_RANGE => clone_range(adapter, req)?,
-        abi::DEDUPE_RANGE => dedupe_range(adapter, req)?,
-        abi::GET_EXTENTS => get_extents(adapter, req)?,
-        abi::FSMAP => fsmap(adapter, req)?,
-        abi::PATHS => paths(adapter, req)?,
-        abi::USAGE => usage(adapter, req)?,
-        _ => return Err(libc::ENOTTY),
+    // Match on the command's number; a known number with another size is
+    // a caller built against a different ABI: EINVAL, not "unknown".
+    let handler: Handler = match COMMANDS
+        .iter()
+        .find(|(cmd, _)| cmd & 0xff == req.cmd & 0xff)
+    {
+        Some((cmd, handler)) if *cmd == req.cmd => *handler,
+        Some(_) => return Err(libc::EINVAL),
+        None => return Err(libc::ENOTTY),
     };
+    let data = handler(adapter, req)?;
     debug_assert_eq!(data.len(), size);
     Ok(IoctlReply { result: 0, data })
 }
