@@ -193,7 +193,7 @@ fn dedupe_shares_identical_and_almost_identical_files() {
     let out = tool_ok(&["dedupe", "-r", path_str(&t.path("set"))]);
     let expected_saved = 8 * MIB + (8 * MIB - BLOCK);
     assert!(
-        out.contains(&format!("deduped")) && out.contains(&format!("({expected_saved} bytes) in")),
+        out.contains("deduped") && out.contains(&format!("({expected_saved} bytes) in")),
         "{out}"
     );
     assert!(
