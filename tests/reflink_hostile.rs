@@ -110,7 +110,7 @@ fn hostile_ioctl_arguments_get_clear_errors_and_change_nothing() {
     assert_eq!(errno_of(&src, abi::GET_EXTENTS, extents), libc::EINVAL);
 
     // Offsets and lengths.
-    let huge = u64::MAX & !4095;
+    let huge: u64 = !4095;
     for (src_off, dst_off, len) in [
         (huge, 0, 4096),                    // source offset overflows
         (0, huge, 4096),                    // destination offset overflows
