@@ -296,3 +296,35 @@ fn tools_refuse_paths_that_are_not_on_cowdax() {
         );
     }
 }
+
+#[test]
+fn clone_over_a_cached_destination_is_visible_through_the_page_cache() {
+    let mut t = TestFs::new(128 * MIB);
+    t.mount("");
+    let src = t.path("src");
+    let dst = t.path("dst");
+    write_pattern_file(&src, MIB, 7);
+    write_pattern_file(&dst, MIB, 8);
+    // Keep the destination open and its pages cached (read and mapped).
+    let reader = std::fs::File::open(&dst).expect("open dst");
+    let mut cached = vec![0u8; MIB as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&reader, &mut cached, 0).expect("read dst");
+    assert_eq!(cached, read_at(&dst, 0, MIB as usize));
+    tool_ok(&[
+        "clone",
+        path_str(&src),
+        path_str(&dst),
+        "--src-offset",
+        "0",
+        "--dst-offset",
+        "0",
+        "--length",
+        "1M",
+    ]);
+    // The daemon invalidated the range: the old handle reads the new bytes.
+    let mut after = vec![0u8; MIB as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&reader, &mut after, 0).expect("reread dst");
+    assert_eq!(after, read_at(&src, 0, MIB as usize));
+    drop(reader);
+    t.finish();
+}
