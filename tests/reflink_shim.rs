@@ -37,6 +37,21 @@ fn cp_reflink_always_works_through_the_shim_and_fails_without_it() {
     assert!(same_contents(&src, &t.path("copy")));
     assert_eq!(usage(&t.mnt).physical_bytes, before.physical_bytes);
     assert_eq!(shared_bytes(&t.path("copy")), 8 * MIB);
+    // A source on another filesystem: EXDEV, as between two XFS mounts.
+    let outside = t.dir.path().join("outside");
+    std::fs::write(&outside, b"not on cowdax").expect("write outside");
+    let out = with_shim("cp")
+        .arg("--reflink=always")
+        .arg(&outside)
+        .arg(t.path("from-outside"))
+        .output()
+        .expect("run cp");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Invalid cross-device link"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     t.finish();
 }
 
@@ -73,9 +88,16 @@ fn xfs_io_reflink_dedupe_and_fiemap_work_through_the_shim() {
         2 * MIB
     );
 
-    // fiemap lists c's extents with the shared flag (0x2000) on the deduped part.
+    // fiemap lists c's extents: the deduped first 2 MiB (4096 sectors)
+    // shared (0x2000), the rest not, the last one flagged LAST (0x1).
     let out = run_checked(with_shim("xfs_io").args(["-c", "fiemap -v", path_str(&c)]));
-    assert!(out.contains("0x2000") || out.contains("0x2001"), "{out}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains("]:")).collect();
+    assert!(rows.len() >= 2, "{out}");
+    assert!(
+        rows[0].contains("[0..4095]:") && rows[0].ends_with("0x2000"),
+        "{out}"
+    );
+    assert!(rows[rows.len() - 1].ends_with("0x1"), "{out}");
     t.finish();
 }
 
