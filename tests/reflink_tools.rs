@@ -147,6 +147,12 @@ fn clone_of_a_range_lands_at_the_destination_offset() {
         read_at(&dst, 512 * 1024, MIB as usize),
         read_at(&src, 64 * 1024, MIB as usize)
     );
+    // Cloning a whole file onto itself is refused before anything is
+    // truncated.
+    let out = tool(&["clone", path_str(&src), path_str(&src)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("are the same file"));
+    assert_eq!(std::fs::metadata(&src).expect("stat").len(), 2 * MIB);
     // Unaligned offsets are refused and change nothing.
     let out = tool(&[
         "clone",

@@ -2,6 +2,7 @@
 //! the private CLONE_RANGE ioctl — what `cp --reflink=always` does on
 //! XFS/btrfs, which the kernel does not forward to FUSE.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -52,6 +53,18 @@ fn clone(args: &CloneArgs) -> anyhow::Result<()> {
     let whole_file =
         args.src_offset.is_none() && args.dst_offset.is_none() && args.length.is_none();
     let src = CowdaxFile::open(&args.src)?;
+    if whole_file {
+        // Truncating DST first would destroy SRC if they are one file.
+        if let (Ok(s), Ok(d)) = (src.file.metadata(), std::fs::metadata(&args.dst)) {
+            if (s.dev(), s.ino()) == (d.dev(), d.ino()) {
+                anyhow::bail!(
+                    "{} and {} are the same file",
+                    args.src.display(),
+                    args.dst.display()
+                );
+            }
+        }
+    }
     let dst = CowdaxFile::open_with(
         &args.dst,
         std::fs::OpenOptions::new()
