@@ -59,6 +59,10 @@ pub struct MountOptions {
     /// Always `cowdax`; `subtype=` may only repeat it.
     pub subtype: String,
     pub auto_unmount: bool,
+    /// `remount`: change the flags of an existing cowdax mount (what
+    /// `mount -o remount,ro MNT` asks through mount.fuse3) instead of
+    /// mounting.
+    pub remount: bool,
     /// Worker threads (`threads=N`); `None` = one per CPU.
     pub threads: Option<usize>,
     pub writeback_cache: bool,
@@ -86,6 +90,7 @@ impl Default for MountOptions {
             fsname: None,
             subtype: "cowdax".to_string(),
             auto_unmount: false,
+            remount: false,
             threads: None,
             writeback_cache: false,
             max_write_bytes: MAX_WRITE_LIMIT_BYTES,
@@ -295,6 +300,10 @@ impl MountOptions {
                 no_value()?;
                 self.auto_unmount = true
             }
+            "remount" => {
+                no_value()?;
+                self.remount = true
+            }
             "fsname" => self.fsname = Some(need_value()?.to_string()),
             "subtype" => {
                 let subtype = need_value()?;
@@ -452,6 +461,12 @@ mod tests {
         assert!(MountOptions::parse(&["allow_other,no_default_permissions"]).is_err());
         let opts = MountOptions::parse(&["no_default_permissions"]).unwrap();
         assert!(!opts.default_permissions);
+    }
+
+    #[test]
+    fn remount_is_recognised() {
+        assert!(MountOptions::parse(&["remount,ro"]).unwrap().remount);
+        assert!(!MountOptions::parse(&["ro"]).unwrap().remount);
     }
 
     #[test]
