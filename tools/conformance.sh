@@ -93,7 +93,15 @@ if [ "$RUN_PJDFSTEST" -eq 1 ]; then
     say "pjdfstest (needs $MIN_PASS passes)"
     mkdir "$MNT/pjdfstest"
     LOG="$WORK/pjdfstest.log"
-    (cd "$MNT/pjdfstest" && pjdfstest -c "$ROOT/tools/pjdfstest.toml" -p "$MNT/pjdfstest") >"$LOG" 2>&1 || true
+    PJD_CONF="$WORK/pjdfstest.toml"
+    cp "$ROOT/tools/pjdfstest.toml" "$PJD_CONF"
+    # Remounts go through mount.fuse3 to the cowdax in sh's default PATH.
+    installed=$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v cowdax || true)
+    if [ -z "$installed" ] || ! cmp -s "$installed" "$COWDAX"; then
+        echo "note: the installed cowdax (${installed:-none}) is not $COWDAX: EROFS tests (remount) skipped"
+        sed -i 's/^allow_remount = true/allow_remount = false/' "$PJD_CONF"
+    fi
+    (cd "$MNT/pjdfstest" && pjdfstest -c "$PJD_CONF" -p "$MNT/pjdfstest") >"$LOG" 2>&1 || true
     summary=$(grep '^Summary:' "$LOG" || true)
     [ -n "$summary" ] || { tail -20 "$LOG"; die "pjdfstest produced no summary"; }
     echo "$summary"
