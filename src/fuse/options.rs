@@ -126,6 +126,13 @@ fn is_userspace_only(name: &str) -> bool {
             | "user_xattr"
             | "nonempty"
     ) || name.starts_with("x-")
+        // Shown by /proc/mounts for every FUSE mount and passed back by
+        // mount(8) on `remount`; the daemon sets them itself.
+        || name.starts_with("user_id=")
+        || name.starts_with("group_id=")
+        || name.starts_with("rootmode=")
+        || name.starts_with("max_read=")
+        || name.starts_with("blksize=")
         || name.starts_with("comment=")
         || name.starts_with("user=")
         || name.starts_with("helper=")
@@ -461,6 +468,15 @@ mod tests {
         assert!(MountOptions::parse(&["allow_other,no_default_permissions"]).is_err());
         let opts = MountOptions::parse(&["no_default_permissions"]).unwrap();
         assert!(!opts.default_permissions);
+    }
+
+    #[test]
+    fn options_shown_in_proc_mounts_are_accepted_back() {
+        let opts = MountOptions::parse(&[
+            "remount,ro,nosuid,nodev,relatime,user_id=0,group_id=0,default_permissions,allow_other",
+        ])
+        .unwrap();
+        assert!(opts.remount && opts.read_only);
     }
 
     #[test]
