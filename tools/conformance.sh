@@ -143,8 +143,9 @@ EOF
     mkdir "$MNT/fsx"
     for seed in $(seq 1 "$FSX_SEEDS"); do
         say "fsx seed $seed: $FSX_OPS operations on a 16 MiB file"
-        if (cd "$MNT/fsx" && fsx -q -f "$FSX_CONF" -S "$seed" -N "$FSX_OPS" -P "$WORK" "$MNT/fsx/file$seed") >"$WORK/fsx-$seed.log" 2>&1; then
-            echo "fsx seed $seed: $FSX_OPS operations, no failure"
+        if (cd "$MNT/fsx" && fsx -v -f "$FSX_CONF" -S "$seed" -N "$FSX_OPS" -P "$WORK" "$MNT/fsx/file$seed") >"$WORK/fsx-$seed.log" 2>&1; then
+            echo "fsx seed $seed: $FSX_OPS operations, no failure; by kind:" \
+                "$(awk '$1 == "[INFO" && $3 ~ /^[0-9]+$/ { n[$4]++ } END { for (k in n) printf "%s=%d ", k, n[k] }' "$WORK/fsx-$seed.log")"
         else
             echo "fsx seed $seed: FAILED"
             tail -30 "$WORK/fsx-$seed.log"
