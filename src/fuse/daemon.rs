@@ -253,9 +253,29 @@ fn remount(request: &MountRequest) -> Result<(), MountError> {
     let current = nix::sys::statvfs::statvfs(&mountpoint)
         .map_err(|err| MountError::failed(format!("{}: {err}", mountpoint.display())))?;
     let flags = remount_flags(current.flags(), &request.option_args);
-    nix::mount::mount(None::<&str>, &mountpoint, None::<&str>, flags, None::<&str>)
-        .map_err(|err| MountError::failed(format!("remount of {}: {err}", mountpoint.display())))
+    // Going read-only is refused (EBUSY) while a file is open for writing
+    // or an unlinked inode is still in use; files closed just before are
+    // released asynchronously by FUSE, so give them a moment.
+    let mut attempts_left = REMOUNT_BUSY_RETRIES;
+    loop {
+        match nix::mount::mount(None::<&str>, &mountpoint, None::<&str>, flags, None::<&str>) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) if attempts_left > 0 => {
+                attempts_left -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(err) => {
+                return Err(MountError::failed(format!(
+                    "remount of {}: {err}",
+                    mountpoint.display()
+                )))
+            }
+        }
+    }
 }
+
+/// Retries of a remount refused with EBUSY (50 ms apart).
+const REMOUNT_BUSY_RETRIES: u32 = 40;
 
 /// Parent side of detaching: start the child, wait for its readiness line.
 fn spawn_detached(request: &MountRequest, source: &Path, mountpoint: &Path) -> i32 {
