@@ -101,7 +101,9 @@ if [ "$RUN_PJDFSTEST" -eq 1 ]; then
         echo "note: the installed cowdax (${installed:-none}) is not $COWDAX: EROFS tests (remount) skipped"
         sed -i 's/^allow_remount = true/allow_remount = false/' "$PJD_CONF"
     fi
-    (cd "$MNT/pjdfstest" && pjdfstest -c "$PJD_CONF" -p "$MNT/pjdfstest") >"$LOG" 2>&1 || true
+    # A directory on another filesystem, for the EXDEV (cross-device) tests.
+    mkdir "$WORK/secondary"
+    (cd "$MNT/pjdfstest" && pjdfstest -c "$PJD_CONF" -p "$MNT/pjdfstest" -s "$WORK/secondary") >"$LOG" 2>&1 || true
     summary=$(grep '^Summary:' "$LOG" || true)
     [ -n "$summary" ] || { tail -20 "$LOG"; die "pjdfstest produced no summary"; }
     echo "$summary"
