@@ -298,7 +298,9 @@ fn spawn_detached(request: &MountRequest, source: &Path, mountpoint: &Path) -> i
     if request.debug {
         command.arg("--debug-log");
     }
+    // The daemon must not keep the caller's working directory busy.
     command
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
