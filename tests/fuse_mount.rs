@@ -262,3 +262,25 @@ umount '{mnt}'
     assert_eq!(std::fs::read(t.path("b")).unwrap(), b"rw-again\n");
     t.finish();
 }
+
+#[test]
+fn sigterm_on_a_busy_mount_detaches_and_exits_after_the_last_close() {
+    use std::io::Read;
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("");
+    std::fs::write(t.path("held"), b"open across SIGTERM").unwrap();
+    let mut held = std::fs::File::open(t.path("held")).unwrap();
+    let pid = nix::unistd::Pid::from_raw(t.daemon_pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    // The busy mount is detached from the tree at once...
+    wait_for("the mount to be detached", Duration::from_secs(30), || {
+        !t.is_mounted()
+    });
+    // ...while the open file keeps working until it is closed.
+    let mut content = String::new();
+    held.read_to_string(&mut content).unwrap();
+    assert_eq!(content, "open across SIGTERM");
+    drop(held);
+    t.wait_daemon_exit_ok();
+    t.finish();
+}
