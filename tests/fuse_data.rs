@@ -14,7 +14,7 @@ use fuse_support::*;
 const MMAP_COHERENCE_PY: &str = r#"
 import mmap, os, sys
 path = sys.argv[1]
-fd = os.open(path, os.O_RDWR)
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 os.ftruncate(fd, 1 << 20)
 shared = mmap.mmap(fd, 1 << 20, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
 shared[4096:4101] = b"store"
@@ -89,6 +89,7 @@ fn sparse_file_beyond_four_gibibytes() {
     let mut again = String::new();
     file.read_to_string(&mut again).unwrap();
     assert_eq!(again, "beyond 4 GiB");
+    drop(file);
     t.finish();
 }
 

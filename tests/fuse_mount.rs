@@ -202,3 +202,85 @@ fn foreground_mount_honours_threads_and_max_write_options() {
     assert_eq!(std::fs::read(t.path("big")).unwrap(), data);
     t.finish();
 }
+
+/// `mount -t fuse.cowdax`, an fstab line with `mount MNT`, and
+/// `mount -o remount,ro`, through mount(8) and mount.fuse3 as a user would.
+/// mount.fuse3 runs `cowdax` from the shell's default PATH, so the script
+/// runs in a private mount namespace where /usr/local/bin holds the binary
+/// under test and /etc/fstab is a test file; nothing outside changes.
+#[test]
+fn mount_t_fuse_cowdax_fstab_and_remount_work_through_mount8() {
+    let t = TestFs::new(IMAGE_BYTES);
+    let bin = t.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(COWDAX, bin.join("cowdax")).unwrap();
+    let fstab = t.dir.path().join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "{} {} fuse.cowdax defaults,allow_other,nofail 0 0\n",
+            t.image.display(),
+            t.mnt.display()
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        r#"set -e
+mount --bind '{bin}' /usr/local/bin
+mount --bind '{fstab}' /etc/fstab
+mount -t fuse.cowdax '{image}' '{mnt}' -o allow_other,noatime
+grep -q ' {mnt} fuse.cowdax ' /proc/mounts
+echo via-mount-t > '{mnt}/a'
+umount '{mnt}'
+for i in $(seq 100); do flock -n '{image}' true && break; sleep 0.1; done
+mount '{mnt}'
+grep -q ' {mnt} fuse.cowdax ' /proc/mounts
+test "$(cat '{mnt}/a')" = via-mount-t
+mount -o remount,ro '{mnt}'
+grep ' {mnt} fuse.cowdax ' /proc/mounts | grep -q ' ro,'
+if touch '{mnt}/b' 2>/dev/null; then echo 'write on a read-only remount succeeded'; exit 1; fi
+mount -o remount,rw '{mnt}'
+echo rw-again > '{mnt}/b'
+umount '{mnt}'
+"#,
+        bin = bin.display(),
+        fstab = fstab.display(),
+        image = t.image.display(),
+        mnt = t.mnt.display(),
+    );
+    run_ok(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
+            .arg(&script),
+    );
+    wait_for("the daemon to exit", Duration::from_secs(30), || {
+        image_unlocked(&t.image)
+    });
+    assert_image_clean(&t.image);
+    let mut t = t;
+    t.mount("");
+    assert_eq!(std::fs::read(t.path("b")).unwrap(), b"rw-again\n");
+    t.finish();
+}
+
+#[test]
+fn sigterm_on_a_busy_mount_detaches_and_exits_after_the_last_close() {
+    use std::io::Read;
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("");
+    std::fs::write(t.path("held"), b"open across SIGTERM").unwrap();
+    let mut held = std::fs::File::open(t.path("held")).unwrap();
+    let pid = nix::unistd::Pid::from_raw(t.daemon_pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    // The busy mount is detached from the tree at once...
+    wait_for("the mount to be detached", Duration::from_secs(30), || {
+        !t.is_mounted()
+    });
+    // ...while the open file keeps working until it is closed.
+    let mut content = String::new();
+    held.read_to_string(&mut content).unwrap();
+    assert_eq!(content, "open across SIGTERM");
+    drop(held);
+    t.wait_daemon_exit_ok();
+    t.finish();
+}

@@ -210,7 +210,10 @@ fn corrupt_checkpoint_falls_back_when_the_older_superblock_covers_it() {
         assert_eq!(inspection.fallback, Some(Some(1)), "{what}");
         let report = inspection.to_text();
         assert!(report.contains("BAD"), "{what}: {report}");
-        assert!(report.contains("falls back to superblock B"), "{what}: {report}");
+        assert!(
+            report.contains("falls back to superblock B"),
+            "{what}: {report}"
+        );
     }
 }
 

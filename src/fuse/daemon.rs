@@ -148,6 +148,15 @@ pub fn run(request: MountRequest, daemon_child: bool) -> i32 {
     if daemon_child {
         return run_daemon_child(request);
     }
+    if request.options.remount {
+        return match remount(&request) {
+            Ok(()) => 0,
+            Err(err) => {
+                eprintln!("cowdax: {}", err.message);
+                err.exit_code
+            }
+        };
+    }
     let (source, mountpoint) = match preflight(&request) {
         Ok(paths) => paths,
         Err(err) => {
@@ -175,6 +184,99 @@ pub fn run(request: MountRequest, daemon_child: bool) -> i32 {
     spawn_detached(&request, &source, &mountpoint)
 }
 
+/// Mount flags for a remount: the mount's current flags, changed by the
+/// flag options given (in order). Other options cannot change on a live
+/// mount and are ignored.
+pub fn remount_flags(
+    current: nix::sys::statvfs::FsFlags,
+    option_args: &[String],
+) -> nix::mount::MsFlags {
+    use nix::mount::MsFlags;
+    use nix::sys::statvfs::FsFlags;
+    let mut flags = MsFlags::MS_REMOUNT;
+    for (fs_flag, ms_flag) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_SYNCHRONOUS, MsFlags::MS_SYNCHRONOUS),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if current.contains(fs_flag) {
+            flags |= ms_flag;
+        }
+    }
+    let atime_flags = MsFlags::MS_NOATIME | MsFlags::MS_RELATIME | MsFlags::MS_STRICTATIME;
+    for option in option_args.iter().flat_map(|arg| arg.split(',')) {
+        match option.trim() {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => flags &= !MsFlags::MS_RDONLY,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "suid" => flags &= !MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "dev" => flags &= !MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "exec" => flags &= !MsFlags::MS_NOEXEC,
+            "sync" => flags |= MsFlags::MS_SYNCHRONOUS,
+            "async" => flags &= !MsFlags::MS_SYNCHRONOUS,
+            "noatime" => flags = (flags & !atime_flags) | MsFlags::MS_NOATIME,
+            "relatime" => flags = (flags & !atime_flags) | MsFlags::MS_RELATIME,
+            "strictatime" | "atime" => flags = (flags & !atime_flags) | MsFlags::MS_STRICTATIME,
+            "nodiratime" => flags |= MsFlags::MS_NODIRATIME,
+            "diratime" => flags &= !MsFlags::MS_NODIRATIME,
+            _ => {}
+        }
+    }
+    flags
+}
+
+/// `mount -o remount,…`: mount(8) hands a remount of a fuse.cowdax mount
+/// to mount.fuse3, which runs us with `remount` in the options. Changes the
+/// flags of the existing mount (the kernel's FUSE allows it; e.g. `ro`
+/// makes the VFS refuse writes) instead of starting a second daemon.
+fn remount(request: &MountRequest) -> Result<(), MountError> {
+    let mountpoint = std::fs::canonicalize(&request.mountpoint).map_err(|err| {
+        MountError::failed(format!(
+            "mount point {}: {err}",
+            request.mountpoint.display()
+        ))
+    })?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mounted_fstype(&mountinfo, &mountpoint).as_deref() != Some("fuse.cowdax") {
+        return Err(MountError::failed(format!(
+            "remount: no cowdax filesystem is mounted on {}",
+            mountpoint.display()
+        )));
+    }
+    let current = nix::sys::statvfs::statvfs(&mountpoint)
+        .map_err(|err| MountError::failed(format!("{}: {err}", mountpoint.display())))?;
+    let flags = remount_flags(current.flags(), &request.option_args);
+    // Going read-only is refused (EBUSY) while a file is open for writing
+    // or an unlinked inode is still in use; files closed just before are
+    // released asynchronously by FUSE, so give them a moment.
+    let mut attempts_left = REMOUNT_BUSY_RETRIES;
+    loop {
+        match nix::mount::mount(None::<&str>, &mountpoint, None::<&str>, flags, None::<&str>) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) if attempts_left > 0 => {
+                attempts_left -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(err) => {
+                return Err(MountError::failed(format!(
+                    "remount of {}: {err}",
+                    mountpoint.display()
+                )))
+            }
+        }
+    }
+}
+
+/// Retries of a remount refused with EBUSY (50 ms apart).
+const REMOUNT_BUSY_RETRIES: u32 = 40;
+
 /// Parent side of detaching: start the child, wait for its readiness line.
 fn spawn_detached(request: &MountRequest, source: &Path, mountpoint: &Path) -> i32 {
     let exe = match std::env::current_exe() {
@@ -196,7 +298,9 @@ fn spawn_detached(request: &MountRequest, source: &Path, mountpoint: &Path) -> i
     if request.debug {
         command.arg("--debug-log");
     }
+    // The daemon must not keep the caller's working directory busy.
     command
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -531,6 +635,21 @@ mod tests {
             Some("tmpfs")
         );
         assert_eq!(mounted_fstype(MOUNTINFO, Path::new("/mnt")), None);
+    }
+
+    #[test]
+    fn remount_keeps_current_flags_and_applies_given_ones() {
+        use nix::mount::MsFlags;
+        use nix::sys::statvfs::FsFlags;
+        let current = FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_RELATIME;
+        let flags = remount_flags(current, &["remount,ro,allow_other".to_string()]);
+        assert!(flags.contains(
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+        ));
+        let flags = remount_flags(current | FsFlags::ST_RDONLY, &["remount,rw,noatime".into()]);
+        assert!(!flags.contains(MsFlags::MS_RDONLY));
+        assert!(flags.contains(MsFlags::MS_NOATIME));
+        assert!(!flags.contains(MsFlags::MS_RELATIME));
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub struct MountOptions {
     /// Always `cowdax`; `subtype=` may only repeat it.
     pub subtype: String,
     pub auto_unmount: bool,
+    /// `remount`: change the flags of an existing cowdax mount (what
+    /// `mount -o remount,ro MNT` asks through mount.fuse3) instead of
+    /// mounting.
+    pub remount: bool,
     /// Worker threads (`threads=N`); `None` = one per CPU.
     pub threads: Option<usize>,
     pub writeback_cache: bool,
@@ -86,6 +90,7 @@ impl Default for MountOptions {
             fsname: None,
             subtype: "cowdax".to_string(),
             auto_unmount: false,
+            remount: false,
             threads: None,
             writeback_cache: false,
             max_write_bytes: MAX_WRITE_LIMIT_BYTES,
@@ -121,6 +126,13 @@ fn is_userspace_only(name: &str) -> bool {
             | "user_xattr"
             | "nonempty"
     ) || name.starts_with("x-")
+        // Shown by /proc/mounts for every FUSE mount and passed back by
+        // mount(8) on `remount`; the daemon sets them itself.
+        || name.starts_with("user_id=")
+        || name.starts_with("group_id=")
+        || name.starts_with("rootmode=")
+        || name.starts_with("max_read=")
+        || name.starts_with("blksize=")
         || name.starts_with("comment=")
         || name.starts_with("user=")
         || name.starts_with("helper=")
@@ -295,6 +307,10 @@ impl MountOptions {
                 no_value()?;
                 self.auto_unmount = true
             }
+            "remount" => {
+                no_value()?;
+                self.remount = true
+            }
             "fsname" => self.fsname = Some(need_value()?.to_string()),
             "subtype" => {
                 let subtype = need_value()?;
@@ -452,6 +468,21 @@ mod tests {
         assert!(MountOptions::parse(&["allow_other,no_default_permissions"]).is_err());
         let opts = MountOptions::parse(&["no_default_permissions"]).unwrap();
         assert!(!opts.default_permissions);
+    }
+
+    #[test]
+    fn options_shown_in_proc_mounts_are_accepted_back() {
+        let opts = MountOptions::parse(&[
+            "remount,ro,nosuid,nodev,relatime,user_id=0,group_id=0,default_permissions,allow_other",
+        ])
+        .unwrap();
+        assert!(opts.remount && opts.read_only);
+    }
+
+    #[test]
+    fn remount_is_recognised() {
+        assert!(MountOptions::parse(&["remount,ro"]).unwrap().remount);
+        assert!(!MountOptions::parse(&["ro"]).unwrap().remount);
     }
 
     #[test]
