@@ -20,6 +20,7 @@
 use std::collections::HashSet;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -31,6 +32,8 @@ use crate::ioctl_abi::{self as abi, TokenArgs};
 
 /// Bytes read per `pread` while hashing.
 const READ_CHUNK_BYTES: usize = 1 << 20;
+/// Files hashed in parallel at most.
+const MAX_SCAN_THREADS: usize = 4;
 /// Longest range sent in one dedupe request: bounds how long the daemon
 /// holds both files' locks and how much one mismatch wastes.
 const MAX_RANGE_BLOCKS: u64 = 4096;
@@ -263,6 +266,60 @@ fn scan_file(
     Ok(scanned)
 }
 
+/// Hashes all files with a few threads (reads through FUSE wait on the
+/// daemon, so two or more requests in flight keep it busy); each thread
+/// takes the next file. Returns the blocks, bytes scanned and the number of
+/// files that failed.
+fn scan_files(files: &[PathBuf], bar: &ProgressBar) -> (Vec<BlockRef>, u64, u64) {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_SCAN_THREADS)
+        .min(files.len().max(1));
+    let next_file = AtomicUsize::new(0);
+    let per_thread: Vec<(Vec<BlockRef>, u64, u64)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut blocks = Vec::new();
+                    let (mut scanned, mut errors) = (0, 0);
+                    loop {
+                        let index = next_file.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = files.get(index) else {
+                            break;
+                        };
+                        // `files.len()` fits in u32 (checked by the caller).
+                        let file_index = index as u32;
+                        match CowdaxFile::open(path)
+                            .and_then(|f| scan_file(&f, file_index, &mut blocks, bar))
+                        {
+                            Ok(bytes) => scanned += bytes,
+                            Err(error) => {
+                                bar.suspend(|| eprintln!("cowdax dedupe: {error}"));
+                                errors += 1;
+                            }
+                        }
+                    }
+                    (blocks, scanned, errors)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            // A panicked worker counts as one failed scan; its blocks are lost.
+            .map(|worker| worker.join().unwrap_or_else(|_| (Vec::new(), 0, 1)))
+            .collect()
+    });
+    let total_blocks = per_thread.iter().map(|(b, _, _)| b.len()).sum();
+    let mut blocks = Vec::with_capacity(total_blocks);
+    let (mut scanned, mut errors) = (0, 0);
+    for (mut part, part_scanned, part_errors) in per_thread {
+        blocks.append(&mut part);
+        scanned += part_scanned;
+        errors += part_errors;
+    }
+    (blocks, scanned, errors)
+}
+
 /// Groups equal hashes and proposes one range per destination block:
 /// source = the physical block most members already use.
 pub fn propose_pairs(blocks: &mut [BlockRef]) -> Vec<DedupeRange> {
@@ -444,17 +501,9 @@ pub fn dedupe(args: &DedupeArgs) -> anyhow::Result<Report> {
     report.files = u64::from(file_count);
 
     let bar = progress_bar(total_bytes, "hashing");
-    let mut blocks: Vec<BlockRef> = Vec::new();
-    for (index, path) in (0..file_count).zip(&files) {
-        let scanned = CowdaxFile::open(path).and_then(|f| scan_file(&f, index, &mut blocks, &bar));
-        match scanned {
-            Ok(bytes) => report.bytes_scanned += bytes,
-            Err(error) => {
-                bar.suspend(|| eprintln!("cowdax dedupe: {error}"));
-                report.errors += 1;
-            }
-        }
-    }
+    let (mut blocks, scanned, scan_errors) = scan_files(&files, &bar);
+    report.bytes_scanned = scanned;
+    report.errors += scan_errors;
     bar.finish_and_clear();
     report.blocks_hashed = blocks.len() as u64;
 
