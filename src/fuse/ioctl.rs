@@ -28,7 +28,8 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
 
 use super::adapter::CowdaxFs;
 use super::handles::OpenFile;
@@ -195,12 +196,45 @@ fn end_of(offset: u64, len: u64) -> Result<u64, i32> {
         .ok_or(libc::EINVAL)
 }
 
+/// How long a remap waits for the kernel to drop the destination's cached
+/// pages before answering anyway.
+const INVALIDATE_WAIT: Duration = Duration::from_secs(2);
+
+/// Drops the kernel's cached pages of `ino` in the remapped range, so the
+/// caller's next read sees the new blocks.
+///
+/// The kernel may need a page lock held by an in-flight read of that file
+/// whose request waits for a free daemon thread; with a single worker
+/// thread (this one) that would never come. So the notification is sent
+/// from a helper thread and waited for with a bound: normally the ioctl
+/// returns after the invalidation, and at worst it returns after
+/// [`INVALIDATE_WAIT`] while the invalidation completes behind it.
 fn invalidate(adapter: &CowdaxFs, ino: Ino, offset: u64, len: u64) {
-    if let Err(err) = adapter.invalidator().invalidate_range(ino, offset, len) {
+    let log_failure = |err: std::io::Error| {
         // ENOENT: the kernel has no cached inode, so nothing is stale.
         if err.raw_os_error() != Some(libc::ENOENT) {
             log::warn!("invalidating cache of inode {ino}: {err}");
         }
+    };
+    let invalidator = Arc::clone(adapter.invalidator());
+    let (done_tx, done_rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("cowdax-inval".into())
+        .spawn(move || {
+            let _ = done_tx.send(invalidator.invalidate_range(ino, offset, len));
+        });
+    if spawned.is_err() {
+        if let Err(err) = adapter.invalidator().invalidate_range(ino, offset, len) {
+            log_failure(err);
+        }
+        return;
+    }
+    match done_rx.recv_timeout(INVALIDATE_WAIT) {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => log_failure(err),
+        Err(_) => log::warn!(
+            "invalidating cache of inode {ino} takes longer than {INVALIDATE_WAIT:?}; answering"
+        ),
     }
 }
 
