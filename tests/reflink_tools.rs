@@ -305,8 +305,16 @@ fn tools_refuse_paths_that_are_not_on_cowdax() {
 
 #[test]
 fn clone_over_a_cached_destination_is_visible_through_the_page_cache() {
+    // With one daemon thread too: the invalidation must not wait for a
+    // thread that is busy answering the clone.
+    for options in ["", "threads=1"] {
+        clone_over_cached_destination(options);
+    }
+}
+
+fn clone_over_cached_destination(options: &str) {
     let mut t = TestFs::new(128 * MIB);
-    t.mount("");
+    t.mount(options);
     let src = t.path("src");
     let dst = t.path("dst");
     write_pattern_file(&src, MIB, 7);
