@@ -18,6 +18,7 @@
 #   FRAGMENT_EXTENTS=50000  extents of the fragmented variant (0: skip)
 #   DEDUPE_MIB=2048         dedupe data set size
 #   DUP_PERCENT=50          share of the data set that duplicates other files
+#   FILESYSTEMS="cowdax xfs btrfs"
 #   WORK=/var/tmp/cowdax-bench   scratch directory (images; needs ~3x the
 #                                largest size per filesystem, sparse)
 #   COWDAX=target/release/cowdax  PRELOAD=target/release/libcowdax_preload.so
@@ -28,6 +29,7 @@ SIZES_MIB=${SIZES_MIB:-"1024 8192"}
 FRAGMENT_EXTENTS=${FRAGMENT_EXTENTS:-50000}
 DEDUPE_MIB=${DEDUPE_MIB:-2048}
 DUP_PERCENT=${DUP_PERCENT:-50}
+FILESYSTEMS=${FILESYSTEMS:-"cowdax xfs btrfs"}
 WORK=${WORK:-/var/tmp/cowdax-bench}
 COWDAX=$(realpath "${COWDAX:-target/release/cowdax}")
 PRELOAD=$(realpath "${PRELOAD:-target/release/libcowdax_preload.so}")
@@ -70,7 +72,7 @@ mount_fs() { # fs → sets MNT (not a subshell: the cleanup lists must grow)
             truncate -s "${image_mib}M" "$image"
             loop=$(losetup -f --show "$image")
             loops+=("$loop")
-            if [ "$fs" = xfs ]; then mkfs.xfs -q -f -m reflink=1 "$loop"; else mkfs.btrfs -q -f "$loop"; fi
+            if [ "$fs" = xfs ]; then mkfs.xfs -q -f -m reflink=1 "$loop"; else mkfs.btrfs -q -f "$loop" >/dev/null 2>&1; fi
             mount "$loop" "$MNT"
             ;;
     esac
@@ -194,12 +196,12 @@ bench_dedupe() { # fs
 
 echo "cowdax reflink benchmarks ($(date -u +%FT%TZ), $(nproc) CPUs, kernel $(uname -r))"
 for size in $SIZES_MIB; do
-    for fs in cowdax xfs btrfs; do
+    for fs in $FILESYSTEMS; do
         bench_cp "$fs" "$size" 0
         [ "$FRAGMENT_EXTENTS" -gt 0 ] && bench_cp "$fs" "$size" 1
     done
 done
-for fs in cowdax xfs btrfs; do
+for fs in $FILESYSTEMS; do
     bench_dedupe "$fs"
 done
 printf '%s\n' "${results[@]}" > "$WORK/results.txt"
