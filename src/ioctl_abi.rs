@@ -874,6 +874,52 @@ mod tests {
         assert!(PathsArgs::decode(&paths).is_err());
     }
 
+    proptest::proptest! {
+        /// Any bytes after a valid header decode to a value or an error,
+        /// never a panic, and a decoded value re-encodes to a valid block.
+        #[test]
+        fn decoders_never_panic_on_arbitrary_blocks(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 16048),
+            size_pick in 0usize..7,
+            truncate in 0usize..3,
+        ) {
+            let sizes = [
+                TokenArgs::SIZE,
+                CloneArgs::SIZE,
+                DedupeArgs::SIZE,
+                ExtentsArgs::SIZE,
+                FsmapArgs::SIZE,
+                PathsArgs::SIZE,
+                UsageArgs::SIZE,
+            ];
+            let size = sizes[size_pick];
+            let mut block = request_header(size);
+            block[HEADER_BYTES..].copy_from_slice(&body[..size - HEADER_BYTES]);
+            block.truncate(size - truncate);
+            match size_pick {
+                0 => { let _ = TokenArgs::decode(&block).map(|v| v.encode()); }
+                1 => { let _ = CloneArgs::decode(&block).map(|v| v.encode()); }
+                2 => { let _ = DedupeArgs::decode(&block).map(|v| v.encode()); }
+                3 => {
+                    if let Ok(v) = ExtentsArgs::decode(&block) {
+                        proptest::prop_assert!(ExtentsArgs::decode(&v.encode()).is_ok());
+                    }
+                }
+                4 => {
+                    if let Ok(v) = FsmapArgs::decode(&block) {
+                        proptest::prop_assert!(FsmapArgs::decode(&v.encode()).is_ok());
+                    }
+                }
+                5 => {
+                    if let Ok(v) = PathsArgs::decode(&block) {
+                        proptest::prop_assert!(PathsArgs::decode(&v.encode()).is_ok());
+                    }
+                }
+                _ => { let _ = UsageArgs::decode(&block).map(|v| v.encode()); }
+            }
+        }
+    }
+
     #[test]
     fn paths_that_do_not_fit_are_marked_truncated() {
         let paths = PathsArgs {
