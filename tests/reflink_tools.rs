@@ -240,12 +240,33 @@ fn fsmap_shows_both_owners_of_a_shared_extent_and_one_after_cow() {
         out.contains("2 owner records, 2 files, 65536 physical bytes"),
         "{out}"
     );
+    let shared_column = |out: &str, name: &str| {
+        out.lines()
+            .find(|l| l.ends_with(name))
+            .and_then(|l| l.split_whitespace().nth(4))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        shared_column(&out, "/first").as_deref(),
+        Some("yes"),
+        "{out}"
+    );
+    assert_eq!(
+        shared_column(&out, "/second").as_deref(),
+        Some("yes"),
+        "{out}"
+    );
 
     // Rewrite all of `second`: the old blocks belong to `first` alone.
     write_at(&b, 0, &vec![7u8; 64 * 1024]);
     let out = tool_ok(&["fsmap", path_str(&t.mnt), "--range", &range]);
     assert_eq!(owners_of(&out, "/first"), 1, "{out}");
     assert_eq!(owners_of(&out, "/second"), 0, "{out}");
+    assert_eq!(
+        shared_column(&out, "/first").as_deref(),
+        Some("no"),
+        "{out}"
+    );
     // The whole map lists both files' blocks.
     let all = tool_ok(&["fsmap", path_str(&t.mnt)]);
     assert!(owners_of(&all, "/second") >= 1, "{all}");

@@ -107,11 +107,12 @@ fn fsmap(args: &FsmapArgs) -> Result<(), ClientError> {
     }
     let mut paths: HashMap<u64, String> = HashMap::new();
     let root = mount_root(&args.mountpoint);
+    let shared = shared_flags(&records);
     println!(
-        "{:>29} {:>12} {:>10} {:>14}  PATH",
-        "PHYSICAL RANGE (bytes)", "LENGTH", "INODE", "FILE OFFSET"
+        "{:>29} {:>12} {:>10} {:>14} {:>6}  PATH",
+        "PHYSICAL RANGE (bytes)", "LENGTH", "INODE", "FILE OFFSET", "SHARED"
     );
-    for rec in &records {
+    for (rec, shared) in records.iter().zip(&shared) {
         let path_text =
             paths
                 .entry(rec.ino)
@@ -120,12 +121,13 @@ fn fsmap(args: &FsmapArgs) -> Result<(), ClientError> {
                     Err(error) => format!("(no path: {error})"),
                 });
         println!(
-            "{:>14}..{:<13} {:>12} {:>10} {:>14}  {}",
+            "{:>14}..{:<13} {:>12} {:>10} {:>14} {:>6}  {}",
             rec.phys_offset,
             rec.phys_offset + rec.length,
             rec.length,
             rec.ino,
             rec.file_offset,
+            if *shared { "yes" } else { "no" },
             path_text
         );
     }
@@ -175,6 +177,35 @@ fn render_paths(root: &Option<PathBuf>, found: &[Vec<u8>], more: bool) -> String
         parts.push("…".into());
     }
     parts.join(", ")
+}
+
+/// For each record: does another record overlap its physical range (a
+/// block with several owners)? One sort and two sweeps, O(n log n).
+pub fn shared_flags(records: &[FsmapRecord]) -> Vec<bool> {
+    let mut order: Vec<(u64, u64, usize)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.phys_offset, r.phys_offset + r.length, i))
+        .collect();
+    order.sort_unstable();
+    let mut shared = vec![false; records.len()];
+    // Overlap with an earlier-starting record.
+    let mut max_end = 0;
+    for (k, &(start, end, i)) in order.iter().enumerate() {
+        if k > 0 && max_end > start {
+            shared[i] = true;
+        }
+        max_end = max_end.max(end);
+    }
+    // Overlap with a later-starting record.
+    let mut min_start = u64::MAX;
+    for &(start, end, i) in order.iter().rev() {
+        if min_start < end {
+            shared[i] = true;
+        }
+        min_start = min_start.min(start);
+    }
+    shared
 }
 
 /// Bytes covered by at least one record (shared ranges counted once).
@@ -234,6 +265,17 @@ mod tests {
             rec(4096, 8192, 7, 0),
         ];
         assert_eq!(physical_bytes(&records), 12288);
+    }
+
+    #[test]
+    fn records_overlapping_another_are_marked_shared() {
+        let records = [
+            rec(0, 8192, 5, 0),
+            rec(8192, 4096, 5, 8192),
+            rec(4096, 4096, 6, 0),
+            rec(65536, 4096, 7, 0),
+        ];
+        assert_eq!(shared_flags(&records), vec![true, false, true, false]);
     }
 
     #[test]
