@@ -16,12 +16,12 @@ const ENTRY_BYTES: usize = 8;
 /// More entries than any real ACL; bounds the work on hostile input.
 const MAX_ENTRIES: usize = 4096;
 
-const TAG_USER_OBJ: u16 = 0x01;
-const TAG_USER: u16 = 0x02;
-const TAG_GROUP_OBJ: u16 = 0x04;
-const TAG_GROUP: u16 = 0x08;
-const TAG_MASK: u16 = 0x10;
-const TAG_OTHER: u16 = 0x20;
+pub const TAG_USER_OBJ: u16 = 0x01;
+pub const TAG_USER: u16 = 0x02;
+pub const TAG_GROUP_OBJ: u16 = 0x04;
+pub const TAG_GROUP: u16 = 0x08;
+pub const TAG_MASK: u16 = 0x10;
+pub const TAG_OTHER: u16 = 0x20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AclEntry {
