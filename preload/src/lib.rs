@@ -493,7 +493,9 @@ fn pass_through(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
 /// The contract of ioctl(2): `arg` is what `request` expects.
 #[no_mangle]
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
-    let handler: fn(c_int, *mut c_void) -> Result<c_int, Errno> = match request {
+    // The kernel's command is an unsigned int: a caller that passed a
+    // negative int constant arrives sign-extended, so compare 32 bits.
+    let handler: fn(c_int, *mut c_void) -> Result<c_int, Errno> = match request & 0xffff_ffff {
         FICLONE => ficlone,
         FICLONERANGE => ficlonerange,
         FIDEDUPERANGE => fideduperange,
