@@ -363,3 +363,40 @@ fn clone_over_cached_destination(options: &str) {
     drop(reader);
     t.finish();
 }
+
+#[test]
+fn dedupe_of_many_small_files_shares_every_duplicate_once() {
+    let mut t = TestFs::new(128 * MIB);
+    t.mount("");
+    let dir = t.path("many");
+    std::fs::create_dir(&dir).expect("mkdir");
+    // 150 distinct 16 KiB contents, each in two files (300 files), plus a
+    // third copy of the first 10 contents.
+    for content in 0..150u64 {
+        let data = pattern(16 * 1024, 1000 + content);
+        let copies = if content < 10 { 3 } else { 2 };
+        for copy in 0..copies {
+            std::fs::write(dir.join(format!("f{content}-{copy}")), &data).expect("write");
+        }
+    }
+    let before = usage(&t.mnt);
+    let out = tool_ok(&["dedupe", "-r", path_str(&dir)]);
+    let expected_saved = (150 + 10) * 16 * 1024;
+    assert!(out.contains("in 310 files"), "{out}");
+    assert_eq!(
+        before.physical_bytes - usage(&t.mnt).physical_bytes,
+        expected_saved,
+        "{out}"
+    );
+    for content in [0u64, 77, 149] {
+        assert!(same_contents(
+            &dir.join(format!("f{content}-0")),
+            &dir.join(format!("f{content}-1"))
+        ));
+        assert_eq!(
+            read_at(&dir.join(format!("f{content}-1")), 0, 16 * 1024),
+            pattern(16 * 1024, 1000 + content)
+        );
+    }
+    t.finish();
+}
