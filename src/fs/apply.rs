@@ -2,10 +2,8 @@
 //! journal replay run this same code, so a replayed state is the state the
 //! operations built (up to the DRAM-only fields: open counts, dirty flags).
 
-use std::collections::HashMap;
-
 use super::codec::Record;
-use super::inode::{DirSlot, Inode};
+use super::inode::{DirSlot, InoMap, Inode};
 use super::space::Space;
 use super::{Error, FileKind, Ino, Result};
 
@@ -18,9 +16,9 @@ pub(crate) trait InodeAccess {
     fn delete(&mut self, ino: Ino) -> Option<Inode>;
 }
 
-impl InodeAccess for HashMap<Ino, Inode> {
+impl InodeAccess for InoMap<Inode> {
     fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
-        HashMap::get_mut(self, &ino)
+        InoMap::get_mut(self, &ino)
     }
     fn create(&mut self, ino: Ino, inode: Inode) {
         self.insert(ino, inode);

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use super::inode::{DirSlot, Extent, Inode, InodeAttrs, EXTENT_UNWRITTEN, MAX_EXTENT_BLOCKS};
+use super::inode::{
+    DirSlot, Extent, InoMap, Inode, InodeAttrs, EXTENT_UNWRITTEN, MAX_EXTENT_BLOCKS,
+};
 use super::{Error, FileKind, Ino, Result, Timestamp, NAME_MAX};
 
 /// Checkpoint payload magic and version.
@@ -501,7 +503,7 @@ fn decode_record(r: &mut Reader<'_>) -> Result<Record> {
 pub(crate) struct CheckpointState {
     pub next_ino: u64,
     pub next_generation: u64,
-    pub inodes: Vec<(Ino, Inode)>,
+    pub inodes: InoMap<Inode>,
 }
 
 /// Serialize the checkpoint header and then each inode via `each`.
@@ -569,7 +571,7 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
     if count > (r.remaining() / 100) as u64 {
         return Err(corrupt("checkpoint inode count out of range"));
     }
-    let mut inodes = Vec::with_capacity(count as usize);
+    let mut inodes = InoMap::with_capacity_and_hasher(count as usize, Default::default());
     for _ in 0..count {
         let ino = r.u64()?;
         let attrs = r.attrs()?;
@@ -620,7 +622,9 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
                 }
             }
         }
-        inodes.push((ino, inode));
+        if inodes.insert(ino, inode).is_some() {
+            return Err(Error::Corrupt(format!("inode {ino} appears twice")));
+        }
     }
     if r.remaining() != 0 {
         return Err(corrupt("trailing bytes after checkpoint"));
@@ -780,10 +784,10 @@ mod tests {
         let state = decode_checkpoint(&w.buf).expect("decodes");
         assert_eq!(state.next_ino, 3);
         assert_eq!(state.inodes.len(), 2);
-        let (_, f) = &state.inodes[1];
+        let f = &state.inodes[&2];
         assert_eq!(f.extents, file.extents);
         assert_eq!(f.xattrs, file.xattrs);
-        let (_, d) = &state.inodes[0];
+        let d = &state.inodes[&1];
         assert_eq!(d.dir.as_ref().map(|d| d.by_cookie.len()), Some(1));
         for cut in 0..w.buf.len() {
             assert!(decode_checkpoint(&w.buf[..cut]).is_err(), "cut at {cut}");

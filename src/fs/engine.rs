@@ -13,13 +13,12 @@
 //! Table shard locks are leaves: held only to look up/insert/remove an Arc,
 //! never while waiting for another lock.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::apply::{apply, InodeAccess};
 use super::codec::{self, Record, Writer};
-use super::inode::{Inode, InodeAttrs};
+use super::inode::{InoMap, Inode, InodeAttrs};
 use super::space::Space;
 use super::{Creds, Error, FileKind, Ino, OpenOptions, Result, Timestamp, ROOT_INO};
 use crate::media::Media;
@@ -43,16 +42,18 @@ pub(crate) fn mlock<T>(l: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Sharded map ino → inode.
 pub(crate) struct InodeTable {
-    shards: Vec<RwLock<HashMap<Ino, InodeRef>>>,
+    shards: Vec<RwLock<InoMap<InodeRef>>>,
 }
 
 impl InodeTable {
     fn new() -> InodeTable {
         InodeTable {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(InoMap::default()))
+                .collect(),
         }
     }
-    fn shard(&self, ino: Ino) -> &RwLock<HashMap<Ino, InodeRef>> {
+    fn shard(&self, ino: Ino) -> &RwLock<InoMap<InodeRef>> {
         &self.shards[(ino as usize) % SHARDS]
     }
     pub fn get(&self, ino: Ino) -> Option<InodeRef> {
@@ -67,13 +68,12 @@ impl InodeTable {
     pub fn len(&self) -> u64 {
         self.shards.iter().map(|s| rlock(s).len() as u64).sum()
     }
-    /// Every inode (sorted by ino).
+    /// Every inode (in no particular order).
     pub fn all(&self) -> Vec<(Ino, InodeRef)> {
         let mut out: Vec<(Ino, InodeRef)> = Vec::new();
         for s in &self.shards {
             out.extend(rlock(s).iter().map(|(&i, r)| (i, r.clone())));
         }
-        out.sort_by_key(|(i, _)| *i);
         out
     }
 }
@@ -189,7 +189,7 @@ impl Fs {
         };
         let (store, recovered) = Store::open(media.clone(), access)?;
         let geometry = store.geometry();
-        let mut inodes: HashMap<Ino, Inode> = HashMap::new();
+        let mut inodes: InoMap<Inode> = InoMap::default();
         let mut next_ino = ROOT_INO + 1;
         let mut next_generation = 2;
         let checkpoint_bytes = recovered.checkpoint.as_ref().map_or(0, |c| c.len() as u64);
@@ -197,11 +197,7 @@ impl Fs {
             let state = codec::decode_checkpoint(payload)?;
             next_ino = next_ino.max(state.next_ino);
             next_generation = next_generation.max(state.next_generation);
-            for (ino, inode) in state.inodes {
-                if inodes.insert(ino, inode).is_some() {
-                    return Err(Error::Corrupt(format!("inode {ino} appears twice")));
-                }
-            }
+            inodes = state.inodes;
         }
         let mut journaled = 0u64;
         for payload in &recovered.transactions {
@@ -544,7 +540,7 @@ impl Drop for Fs {
 /// Rebuild refcounts, owner map and free space from the extent maps and the
 /// checkpoint's blocks (mount, scrub).
 pub(crate) fn derive_space(
-    inodes: &HashMap<Ino, Inode>,
+    inodes: &InoMap<Inode>,
     checkpoint_extents: &[PhysExtent],
     pool_start: u64,
     total_blocks: u64,

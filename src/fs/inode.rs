@@ -9,6 +9,7 @@
 //!   its physical blocks one reference in the refcount tree.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::codec::XattrMap;
 use super::space::Space;
@@ -57,6 +58,29 @@ impl Extent {
         self.flags & EXTENT_UNWRITTEN != 0
     }
 }
+
+/// Hasher for maps keyed by inode number. Inode numbers are allocated by
+/// the filesystem, not chosen by users, so a fast multiplicative hash is
+/// safe here (directory names, which users choose, keep SipHash).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct InoHasher(u64);
+
+impl Hasher for InoHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A map keyed by inode number.
+pub(crate) type InoMap<V> = HashMap<Ino, V, BuildHasherDefault<InoHasher>>;
 
 /// Where a directory entry points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
