@@ -239,8 +239,10 @@ impl Fs {
                 .map(|(_, inode)| inode.to_attr(ino))
                 .ok_or_else(|| Error::Corrupt("created inode vanished".into()))?;
             drop(access);
-            drop(guards);
+            // Publish while the parent is still locked: nobody can find the
+            // entry before the inode is in the table.
             self.publish(created, &[]);
+            drop(guards);
             Ok(attr)
         })
     }
