@@ -92,6 +92,37 @@ fn fragmented_file(fs: &Fs, name: &[u8], extents: u64) -> Ino {
     ino
 }
 
+/// DRAM per extent, measured first in the process (fresh heap) as the
+/// RssAnon growth while 200k extents are created. Two layouts: a file of
+/// one-block extents separated by holes (neighbouring physical blocks have
+/// equal refcounts, so the refcount tree stays one run), and the same
+/// extents alternately shared with a second file (every extent its own
+/// refcount run: the worst case).
+fn dram_per_extent(_c: &mut Criterion) {
+    const EXTENTS: u64 = 200_000;
+    let img = image("dram", 1 << 30, Some(64 << 20));
+    let fs = img.fs();
+    let rss0 = rss_anon_kib();
+    let src = fragmented_file(fs, b"extents", EXTENTS);
+    let rss1 = rss_anon_kib();
+    eprintln!(
+        "DRAM per extent (extent map + owner map + refcount tree, RssAnon delta): {} bytes",
+        rss1.saturating_sub(rss0) * 1024 / EXTENTS
+    );
+    let other = create(fs, ROOT_INO, b"sharer");
+    let rss2 = rss_anon_kib();
+    for i in (0..EXTENTS).step_by(2) {
+        fs.clone_range(src, 2 * i * BS, other, 2 * i * BS, BS)
+            .expect("clone");
+    }
+    let rss3 = rss_anon_kib();
+    eprintln!(
+        "DRAM per extent when every other extent is shared (worst-case refcount runs): {} bytes \
+         per added extent reference",
+        rss3.saturating_sub(rss2) * 1024 / (EXTENTS / 2)
+    );
+}
+
 fn namespace(c: &mut Criterion) {
     let img = image("ns", 256 << 20, None);
     let fs = img.fs();
@@ -189,16 +220,7 @@ fn clones(c: &mut Criterion) {
     let mut group = c.benchmark_group("clone whole file");
     group.sample_size(10);
     for extents in [1u64, 1_000, 100_000] {
-        let rss0 = rss_anon_kib();
         let src = fragmented_file(fs, format!("src-{extents}").as_bytes(), extents);
-        let rss1 = rss_anon_kib();
-        if extents == 100_000 {
-            // Extent map + owner map + refcount runs for 100k extents.
-            eprintln!(
-                "DRAM per extent (source file, all structures, RssAnon delta): {} bytes",
-                rss1.saturating_sub(rss0) * 1024 / extents
-            );
-        }
         group.bench_with_input(BenchmarkId::from_parameter(extents), &extents, |b, _| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -249,5 +271,5 @@ fn mount(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, namespace, writes, clones, mount);
+criterion_group!(benches, dram_per_extent, namespace, writes, clones, mount);
 criterion_main!(benches);
