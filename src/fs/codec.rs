@@ -794,3 +794,24 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let _ = decode_txn(&bytes);
+            let _ = decode_checkpoint(&bytes);
+            let mut with_magic = vec![TXN_MAGIC, TXN_VERSION];
+            with_magic.extend_from_slice(&bytes);
+            let _ = decode_txn(&with_magic);
+            let mut ckpt = CHECKPOINT_MAGIC.to_vec();
+            ckpt.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+            ckpt.extend_from_slice(&bytes);
+            let _ = decode_checkpoint(&ckpt);
+        }
+    }
+}
