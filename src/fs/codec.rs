@@ -134,22 +134,31 @@ impl Writer {
         self.u32(t.nanos);
     }
     fn attrs(&mut self, a: &InodeAttrs) {
-        self.u8(kind_tag(a.kind));
-        self.u32(a.perm);
-        self.u32(a.nlink);
-        self.u32(a.uid);
-        self.u32(a.gid);
-        self.u32(a.rdev);
-        self.u64(a.size);
-        self.time(a.atime);
-        self.time(a.mtime);
-        self.time(a.ctime);
-        self.time(a.btime);
-        self.u64(a.generation);
-        self.u64(a.parent);
-        self.u64(a.next_cookie);
+        // Assembled in a fixed array and appended once (hot in checkpoints).
+        let mut b = [0u8; ATTRS_BYTES];
+        b[0] = kind_tag(a.kind);
+        let mut pos = 1;
+        let mut put = |bytes: &[u8]| {
+            b[pos..pos + bytes.len()].copy_from_slice(bytes);
+            pos += bytes.len();
+        };
+        for v in [a.perm, a.nlink, a.uid, a.gid, a.rdev] {
+            put(&v.to_le_bytes());
+        }
+        put(&a.size.to_le_bytes());
+        for t in [a.atime, a.mtime, a.ctime, a.btime] {
+            put(&t.secs.to_le_bytes());
+            put(&t.nanos.to_le_bytes());
+        }
+        for v in [a.generation, a.parent, a.next_cookie] {
+            put(&v.to_le_bytes());
+        }
+        self.buf.extend_from_slice(&b);
     }
 }
+
+/// Encoded size of `InodeAttrs`: kind, 5 × u32, size, 4 timestamps, 3 × u64.
+const ATTRS_BYTES: usize = 1 + 5 * 4 + 8 + 4 * 12 + 3 * 8;
 
 /// Bounds-checked little-endian reader over untrusted bytes.
 pub(crate) struct Reader<'a> {

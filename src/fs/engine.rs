@@ -474,6 +474,12 @@ impl Fs {
     pub(crate) fn checkpoint_locked(&self) -> Result<()> {
         let all = self.table.all();
         let mut w = Writer::default();
+        // Reserve the expected size once: regrowing a buffer of hundreds of
+        // MiB costs more than encoding into it.
+        let estimate = self.last_checkpoint_bytes.load(Ordering::Relaxed)
+            + self.journaled_bytes.load(Ordering::Relaxed);
+        w.buf
+            .reserve(usize::try_from(estimate).unwrap_or(0).saturating_add(4096));
         codec::encode_checkpoint_header(
             &mut w,
             self.next_ino.load(Ordering::Relaxed),

@@ -107,18 +107,24 @@ pub(crate) struct DirEntrySlot {
 impl Dir {
     /// Insert a new entry; false if the name or the cookie is taken.
     pub fn insert(&mut self, name: Vec<u8>, slot: DirSlot, cookie: u64) -> bool {
-        if cookie < 3 || self.by_name.contains_key(&name) || self.by_cookie.contains_key(&cookie) {
+        use std::collections::btree_map::Entry as CookieEntry;
+        use std::collections::hash_map::Entry as NameEntry;
+        if cookie < 3 {
             return false;
         }
-        self.by_cookie.insert(cookie, name.clone());
-        self.by_name.insert(
-            name,
-            DirEntrySlot {
-                ino: slot.ino,
-                kind: slot.kind,
-                cookie,
-            },
-        );
+        // One hash of the name (this is hot in creates and at mount).
+        let CookieEntry::Vacant(by_cookie) = self.by_cookie.entry(cookie) else {
+            return false;
+        };
+        let NameEntry::Vacant(by_name) = self.by_name.entry(name) else {
+            return false;
+        };
+        by_cookie.insert(by_name.key().clone());
+        by_name.insert(DirEntrySlot {
+            ino: slot.ino,
+            kind: slot.kind,
+            cookie,
+        });
         true
     }
 
