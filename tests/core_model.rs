@@ -601,10 +601,30 @@ fn step(sim: &SimMedia, fs: &mut Fs, m: &mut Model, op: &Op) {
             }
         }
         Op::Remount { clean } => {
+            // Replay must rebuild exactly the attributes the live operations
+            // produced (all inodes after a clean unmount; after a crash,
+            // directories — files may lose lazily journaled timestamps).
+            let inos: Vec<Ino> = if clean {
+                m.nodes.keys().copied().collect()
+            } else {
+                dirs.clone()
+            };
+            let before: Vec<_> = inos
+                .iter()
+                .map(|&i| fs.getattr(i).expect("getattr"))
+                .collect();
             if clean {
                 fs.unmount().expect("unmount");
             }
             *fs = open(sim);
+            let after: Vec<_> = inos
+                .iter()
+                .map(|&i| fs.getattr(i).expect("getattr"))
+                .collect();
+            assert_eq!(
+                before, after,
+                "attributes changed across remount (clean: {clean})"
+            );
         }
     }
 }

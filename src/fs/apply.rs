@@ -4,6 +4,7 @@
 
 use super::codec::Record;
 use super::inode::{DirSlot, InoMap, Inode};
+use super::namespace::DIRENT_SIZE_BYTES;
 use super::space::Space;
 use super::{Error, FileKind, Ino, Result};
 
@@ -153,6 +154,16 @@ pub(crate) fn apply(
                     space.as_deref_mut(),
                 )?;
             }
+        }
+        Record::TouchDir { dir, time } => {
+            let inode = inodes.get_mut(*dir).ok_or_else(|| missing(*dir))?;
+            let d = inode.dir()?;
+            let (entries, max_cookie) = (d.len() as u64, d.max_cookie());
+            let a = &mut inode.attrs;
+            a.size = entries * DIRENT_SIZE_BYTES;
+            a.next_cookie = a.next_cookie.max(max_cookie + 1);
+            a.mtime = *time;
+            a.ctime = *time;
         }
     }
     Ok(())

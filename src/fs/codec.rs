@@ -86,6 +86,10 @@ pub(crate) enum Record {
         dst_block: u64,
         len_blocks: u64,
     },
+    /// A directory's entries changed: set mtime = ctime = `time` and
+    /// re-derive size (entries × 32) and next_cookie (past every cookie).
+    /// The compact form of the parent update of file creates and unlinks.
+    TouchDir { dir: Ino, time: Timestamp },
 }
 
 const TAG_PUT_INODE: u8 = 1;
@@ -97,6 +101,7 @@ const TAG_REMOVE_XATTR: u8 = 6;
 const TAG_MAP_EXTENT: u8 = 7;
 const TAG_UNMAP_RANGE: u8 = 8;
 const TAG_CLONE_RANGE: u8 = 9;
+const TAG_TOUCH_DIR: u8 = 10;
 
 /// Append-only little-endian writer.
 #[derive(Default)]
@@ -404,6 +409,11 @@ fn encode_record(w: &mut Writer, rec: &Record) {
             w.u64(*dst_block);
             w.u64(*len_blocks);
         }
+        Record::TouchDir { dir, time } => {
+            w.u8(TAG_TOUCH_DIR);
+            w.u64(*dir);
+            w.time(*time);
+        }
     }
 }
 
@@ -504,6 +514,10 @@ fn decode_record(r: &mut Reader<'_>) -> Result<Record> {
                 len_blocks,
             }
         }
+        TAG_TOUCH_DIR => Record::TouchDir {
+            dir: r.u64()?,
+            time: r.time()?,
+        },
         _ => return Err(corrupt("unknown journal record tag")),
     })
 }
@@ -718,6 +732,10 @@ mod tests {
                 dst: 6,
                 dst_block: 8,
                 len_blocks: 3,
+            },
+            Record::TouchDir {
+                dir: 1,
+                time: Timestamp { secs: 5, nanos: 6 },
             },
         ];
         let bytes = encode_txn(&records);

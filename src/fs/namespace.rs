@@ -15,7 +15,7 @@ use super::{
 /// Most hard links to one inode (and subdirectories + 2 of a directory).
 pub(crate) const LINK_MAX: u32 = 65000;
 /// Size a directory reports per entry.
-const DIRENT_SIZE_BYTES: u64 = 32;
+pub(crate) const DIRENT_SIZE_BYTES: u64 = 32;
 /// Bound on retries when a name is replaced between resolving and locking.
 const RESOLVE_RETRIES: usize = 64;
 
@@ -205,16 +205,7 @@ impl Fs {
                 parent: if is_dir { parent } else { 0 },
                 next_cookie: 3,
             };
-            let mut edits = Edits::default();
-            let pa = edits.attrs(&guards, parent);
-            let cookie = pa.next_cookie;
-            pa.next_cookie += 1;
-            pa.mtime = now;
-            pa.ctime = now;
-            pa.size = (entries + 1) * DIRENT_SIZE_BYTES;
-            if is_dir {
-                pa.nlink += 1;
-            }
+            let cookie = p.attrs.next_cookie;
             let mut records = vec![
                 Record::PutInode {
                     ino,
@@ -229,7 +220,22 @@ impl Fs {
                     cookie,
                 },
             ];
-            edits.emit(&mut records);
+            if is_dir {
+                let mut edits = Edits::default();
+                let pa = edits.attrs(&guards, parent);
+                pa.next_cookie += 1;
+                pa.mtime = now;
+                pa.ctime = now;
+                pa.size = (entries + 1) * DIRENT_SIZE_BYTES;
+                pa.nlink += 1;
+                edits.emit(&mut records);
+            } else {
+                // Only derivable fields and times change: the compact record.
+                records.push(Record::TouchDir {
+                    dir: parent,
+                    time: now,
+                });
+            }
             let mut access = LiveAccess::new(&mut guards);
             self.commit(&records, &mut access, true)?;
             let created = std::mem::take(&mut access.created);
@@ -448,18 +454,23 @@ impl Fs {
         let entries = guard(guards, parent).dir()?.len() as u64;
         let now = Timestamp::now();
         let mut edits = Edits::default();
-        let pa = edits.attrs(guards, parent);
-        pa.mtime = now;
-        pa.ctime = now;
-        pa.size = entries.saturating_sub(1) * DIRENT_SIZE_BYTES;
-        if is_dir {
-            pa.nlink = pa.nlink.saturating_sub(1);
-        }
-        self.drop_link(guards, &mut edits, child, now);
         let mut records = vec![Record::DeleteDirent {
             dir: parent,
             name: name.to_vec(),
         }];
+        if is_dir {
+            let pa = edits.attrs(guards, parent);
+            pa.mtime = now;
+            pa.ctime = now;
+            pa.size = entries.saturating_sub(1) * DIRENT_SIZE_BYTES;
+            pa.nlink = pa.nlink.saturating_sub(1);
+        } else {
+            records.push(Record::TouchDir {
+                dir: parent,
+                time: now,
+            });
+        }
+        self.drop_link(guards, &mut edits, child, now);
         edits.emit(&mut records);
         let mut access = LiveAccess::new(guards);
         self.commit(&records, &mut access, false)?;
