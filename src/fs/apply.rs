@@ -161,7 +161,7 @@ pub(crate) fn apply(
             let (entries, max_cookie) = (d.len() as u64, d.max_cookie());
             let a = &mut inode.attrs;
             a.size = entries * DIRENT_SIZE_BYTES;
-            a.next_cookie = a.next_cookie.max(max_cookie + 1);
+            a.next_cookie = a.next_cookie.max(max_cookie.saturating_add(1));
             a.mtime = *time;
             a.ctime = *time;
         }

@@ -7,10 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use super::data::MAX_FILE_BYTES;
 use super::inode::{
     DirSlot, Extent, InoMap, Inode, InodeAttrs, EXTENT_UNWRITTEN, MAX_EXTENT_BLOCKS,
 };
 use super::{Error, FileKind, Ino, Result, Timestamp, NAME_MAX};
+use crate::store::BLOCK_SIZE;
 
 /// Checkpoint payload magic and version.
 const CHECKPOINT_MAGIC: &[u8; 8] = b"CDXCKPT\0";
@@ -89,7 +91,10 @@ pub(crate) enum Record {
     /// A directory's entries changed: set mtime = ctime = `time` and
     /// re-derive size (entries × 32) and next_cookie (past every cookie).
     /// The compact form of the parent update of file creates and unlinks.
-    TouchDir { dir: Ino, time: Timestamp },
+    TouchDir {
+        dir: Ino,
+        time: Timestamp,
+    },
 }
 
 const TAG_PUT_INODE: u8 = 1;
@@ -248,14 +253,22 @@ impl<'a> Reader<'a> {
         if perm & !0o7777 != 0 {
             return Err(corrupt("permission bits out of range"));
         }
+        let nlink = self.u32()?;
+        let uid = self.u32()?;
+        let gid = self.u32()?;
+        let rdev = self.u32()?;
+        let size = self.u64()?;
+        if size > MAX_FILE_BYTES {
+            return Err(corrupt("inode size out of range"));
+        }
         Ok(InodeAttrs {
             kind,
             perm,
-            nlink: self.u32()?,
-            uid: self.u32()?,
-            gid: self.u32()?,
-            rdev: self.u32()?,
-            size: self.u64()?,
+            nlink,
+            uid,
+            gid,
+            rdev,
+            size,
             atime: self.time()?,
             mtime: self.time()?,
             ctime: self.time()?,
@@ -270,7 +283,11 @@ impl<'a> Reader<'a> {
         let phys_block = self.u64()?;
         let len_blocks = self.u64()?;
         let flags = self.u8()?;
-        if len_blocks == 0 || file_block.checked_add(len_blocks).is_none() {
+        if len_blocks == 0
+            || file_block
+                .checked_add(len_blocks)
+                .is_none_or(|end| end > MAX_FILE_BYTES / BLOCK_SIZE)
+        {
             return Err(corrupt("extent length out of range"));
         }
         if phys_block.checked_add(len_blocks).is_none() {
@@ -501,9 +518,12 @@ fn decode_record(r: &mut Reader<'_>) -> Result<Record> {
             let dst = r.u64()?;
             let dst_block = r.u64()?;
             let len_blocks = r.u64()?;
-            if src_block.checked_add(len_blocks).is_none()
-                || dst_block.checked_add(len_blocks).is_none()
-            {
+            let in_range = |start: u64| {
+                start
+                    .checked_add(len_blocks)
+                    .is_some_and(|end| end <= MAX_FILE_BYTES / BLOCK_SIZE)
+            };
+            if !in_range(src_block) || !in_range(dst_block) {
                 return Err(corrupt("clone range overflows"));
             }
             Record::CloneRange {

@@ -211,8 +211,8 @@ impl Fs {
             _ => return Err(Error::Corrupt("no root directory".into())),
         }
         for (&ino, inode) in &inodes {
-            next_ino = next_ino.max(ino + 1);
-            next_generation = next_generation.max(inode.attrs.generation + 1);
+            next_ino = next_ino.max(ino.saturating_add(1));
+            next_generation = next_generation.max(inode.attrs.generation.saturating_add(1));
         }
         let space = derive_space(
             &inodes,

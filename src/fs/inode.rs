@@ -45,6 +45,17 @@ pub(crate) struct InodeAttrs {
     pub next_cookie: u64,
 }
 
+impl InodeAttrs {
+    /// Link count arithmetic that cannot overflow on corrupt input (the
+    /// callers check LINK_MAX before adding).
+    pub fn link_inc(&mut self) {
+        self.nlink = self.nlink.saturating_add(1);
+    }
+    pub fn link_dec(&mut self) {
+        self.nlink = self.nlink.saturating_sub(1);
+    }
+}
+
 /// One mapped run of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Extent {

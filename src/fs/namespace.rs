@@ -206,6 +206,11 @@ impl Fs {
                 next_cookie: 3,
             };
             let cookie = p.attrs.next_cookie;
+            if cookie == u64::MAX {
+                return Err(Error::Corrupt(format!(
+                    "directory {parent}: cookies exhausted"
+                )));
+            }
             let mut records = vec![
                 Record::PutInode {
                     ino,
@@ -223,11 +228,11 @@ impl Fs {
             if is_dir {
                 let mut edits = Edits::default();
                 let pa = edits.attrs(&guards, parent);
-                pa.next_cookie += 1;
+                pa.next_cookie = pa.next_cookie.saturating_add(1);
                 pa.mtime = now;
                 pa.ctime = now;
                 pa.size = (entries + 1) * DIRENT_SIZE_BYTES;
-                pa.nlink += 1;
+                pa.link_inc();
                 edits.emit(&mut records);
             } else {
                 // Only derivable fields and times change: the compact record.
@@ -355,12 +360,12 @@ impl Fs {
             let mut edits = Edits::default();
             let pa = edits.attrs(&guards, new_parent);
             let cookie = pa.next_cookie;
-            pa.next_cookie += 1;
+            pa.next_cookie = pa.next_cookie.saturating_add(1);
             pa.mtime = now;
             pa.ctime = now;
             pa.size = (entries + 1) * DIRENT_SIZE_BYTES;
             let ta = edits.attrs(&guards, ino);
-            ta.nlink += 1;
+            ta.link_inc();
             ta.ctime = now;
             let mut records = vec![Record::PutDirent {
                 dir: new_parent,
@@ -620,13 +625,13 @@ impl Fs {
                 if parent != new_parent {
                     if src_is_dir {
                         edits.attrs(&guards, src).parent = new_parent;
-                        edits.attrs(&guards, parent).nlink -= 1;
-                        edits.attrs(&guards, new_parent).nlink += 1;
+                        edits.attrs(&guards, parent).link_dec();
+                        edits.attrs(&guards, new_parent).link_inc();
                     }
                     if dst_is_dir {
                         edits.attrs(&guards, dst_slot.ino).parent = parent;
-                        edits.attrs(&guards, new_parent).nlink -= 1;
-                        edits.attrs(&guards, parent).nlink += 1;
+                        edits.attrs(&guards, new_parent).link_dec();
+                        edits.attrs(&guards, parent).link_inc();
                     }
                 }
                 edits.attrs(&guards, dst_slot.ino).ctime = now;
@@ -649,7 +654,7 @@ impl Fs {
                         name: new_name.to_vec(),
                     });
                     if dst_is_dir {
-                        edits.attrs(&guards, new_parent).nlink -= 1;
+                        edits.attrs(&guards, new_parent).link_dec();
                     }
                     new_parent_entries -= 1;
                     self.drop_link(&guards, &mut edits, dst_slot.ino, now);
@@ -665,7 +670,7 @@ impl Fs {
                 });
                 let npa = edits.attrs(&guards, new_parent);
                 let cookie = npa.next_cookie;
-                npa.next_cookie += 1;
+                npa.next_cookie = npa.next_cookie.saturating_add(1);
                 records.push(Record::PutDirent {
                     dir: new_parent,
                     name: new_name.to_vec(),
@@ -683,8 +688,8 @@ impl Fs {
                         old_entries.saturating_sub(1) * DIRENT_SIZE_BYTES;
                     if src_is_dir {
                         edits.attrs(&guards, src).parent = new_parent;
-                        edits.attrs(&guards, parent).nlink -= 1;
-                        edits.attrs(&guards, new_parent).nlink += 1;
+                        edits.attrs(&guards, parent).link_dec();
+                        edits.attrs(&guards, new_parent).link_inc();
                     }
                 }
             }
