@@ -433,6 +433,9 @@ fn checkpoints_during_load_lose_no_acknowledged_operation() {
     );
 }
 
+/// A crash point tagged with (operations completed, operations fsynced).
+type SyncedPoint = ((usize, usize), CrashPoint);
+
 /// Page-cache media (group commit): commits are not fenced, so a crash may
 /// lose the tail of the journal — but recovery is always the state after a
 /// prefix of the operations, and that prefix includes every operation
@@ -443,7 +446,7 @@ fn group_commit_recovers_a_prefix_that_includes_every_fsynced_operation() {
     let sim = formatted(IMAGE_BLOCKS, Some(32 * 1024));
     let fs = Fs::open(Arc::new(PageCacheSim(sim.clone())), OpenOptions::default()).expect("open");
     let progress = Arc::new(Mutex::new((0usize, 0usize))); // (completed, fsynced)
-    let points: Arc<Mutex<Vec<((usize, usize), CrashPoint)>>> = Arc::default();
+    let points: Arc<Mutex<Vec<SyncedPoint>>> = Arc::default();
     let (sink, state) = (points.clone(), progress.clone());
     let mut digests = vec![digest(&fs, None)];
     const OPS: usize = 48;
