@@ -308,7 +308,7 @@ impl Fs {
         self.mutating(|| {
             let arc = self.inode(ino)?;
             let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino);
+            let inode = guard(&guards, ino)?;
             check_regular(inode)?;
             let old_size = inode.attrs.size;
             let merged: Vec<u8>;
@@ -360,7 +360,7 @@ impl Fs {
                 return Ok(len);
             }
             let mut edits = Edits::default();
-            let a = edits.attrs(&guards, ino);
+            let a = edits.attrs(&guards, ino)?;
             a.size = a.size.max(end);
             a.mtime = now;
             a.ctime = now;
@@ -381,7 +381,7 @@ impl Fs {
         self.mutating(|| {
             let arc = self.inode(ino)?;
             let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino);
+            let inode = guard(&guards, ino)?;
             if inode.deleted {
                 return Err(Error::NotFound);
             }
@@ -417,13 +417,13 @@ impl Fs {
                         }],
                     )?;
                 }
-                let a = edits.attrs(&guards, ino);
+                let a = edits.attrs(&guards, ino)?;
                 if size != old {
                     a.mtime = now;
                 }
                 a.size = size;
             }
-            let a = edits.attrs(&guards, ino);
+            let a = edits.attrs(&guards, ino)?;
             if let Some(perm) = set.perm {
                 a.perm = perm & 0o7777;
             }
@@ -442,7 +442,7 @@ impl Fs {
             a.ctime = set.ctime.unwrap_or(now);
             let grows = !stored.records.is_empty() && !shrinks;
             self.commit_data(&mut guards, stored, records, edits, grows)?;
-            Ok(guard(&guards, ino).to_attr(ino))
+            Ok(guard(&guards, ino)?.to_attr(ino))
         })
     }
 
@@ -457,7 +457,7 @@ impl Fs {
         self.mutating(|| {
             let arc = self.inode(ino)?;
             let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino);
+            let inode = guard(&guards, ino)?;
             check_regular(inode)?;
             let old_size = inode.attrs.size;
             let now = Timestamp::now();
@@ -516,7 +516,7 @@ impl Fs {
                                     records = recs;
                                     let mut alloc = stored.allocated;
                                     alloc.extend(z.allocated);
-                                    let a = edits.attrs(&guards, ino);
+                                    let a = edits.attrs(&guards, ino)?;
                                     a.size = end;
                                     a.ctime = now;
                                     let st = Stored {
@@ -531,9 +531,9 @@ impl Fs {
                                 }
                             }
                         }
-                        edits.attrs(&guards, ino).size = end;
+                        edits.attrs(&guards, ino)?.size = end;
                     }
-                    edits.attrs(&guards, ino).ctime = now;
+                    edits.attrs(&guards, ino)?.ctime = now;
                     return self.commit_data(&mut guards, stored, records, edits, true);
                 }
                 FallocMode::PunchHole => (true, false),
@@ -613,7 +613,7 @@ impl Fs {
                 }
             };
             stored.allocated.extend(full_runs);
-            let a = edits.attrs(&guards, ino);
+            let a = edits.attrs(&guards, ino)?;
             if !keep_size && end > old_size {
                 a.size = end;
             }
@@ -624,7 +624,7 @@ impl Fs {
                 if let Some((zoff, zlen)) = eof_piece {
                     match self.write_data(
                         ino,
-                        guard(&guards, ino),
+                        guard(&guards, ino)?,
                         &[Piece {
                             off: zoff,
                             fill: Fill::Zeros(zlen),
@@ -726,9 +726,9 @@ impl Fs {
         self.mutating(|| {
             let arcs = self.inodes_sorted(&[src, dst])?;
             let mut guards: Guards<'_> = arcs.iter().map(|(i, a)| (*i, wlock(a))).collect();
-            let s = guard(&guards, src);
+            let s = guard(&guards, src)?;
             check_regular(s)?;
-            check_regular(guard(&guards, dst))?;
+            check_regular(guard(&guards, dst)?)?;
             let src_size = s.attrs.size;
             let len = clamp_to_eof(src_off, len, src_size)?;
             if len == 0 {
@@ -738,7 +738,7 @@ impl Fs {
                 .checked_add(len)
                 .filter(|&e| e <= MAX_FILE_BYTES)
                 .ok_or(Error::FileTooBig)?;
-            let dst_size = guard(&guards, dst).attrs.size;
+            let dst_size = guard(&guards, dst)?.attrs.size;
             if len % BS != 0 && dst_end < dst_size {
                 return Err(Error::Invalid(
                     "a clone ending at the source's EOF must not end inside the destination",
@@ -752,7 +752,7 @@ impl Fs {
             if let Some((zoff, zlen)) = eof_zero_piece(dst_size, dst_off) {
                 stored = self.write_data(
                     dst,
-                    guard(&guards, dst),
+                    guard(&guards, dst)?,
                     &[Piece {
                         off: zoff,
                         fill: Fill::Zeros(zlen),
@@ -768,7 +768,7 @@ impl Fs {
             }];
             let now = Timestamp::now();
             let mut edits = Edits::default();
-            let a = edits.attrs(&guards, dst);
+            let a = edits.attrs(&guards, dst)?;
             a.size = a.size.max(dst_end);
             a.mtime = now;
             a.ctime = now;
@@ -792,8 +792,8 @@ impl Fs {
         self.mutating(|| {
             let arcs = self.inodes_sorted(&[src, dst])?;
             let mut guards: Guards<'_> = arcs.iter().map(|(i, a)| (*i, wlock(a))).collect();
-            let s = guard(&guards, src);
-            let d = guard(&guards, dst);
+            let s = guard(&guards, src)?;
+            let d = guard(&guards, dst)?;
             check_regular(s)?;
             check_regular(d)?;
             let src_size = s.attrs.size;
@@ -836,7 +836,7 @@ impl Fs {
                 len_blocks: blocks_for(len),
             }];
             let mut edits = Edits::default();
-            edits.attrs(&guards, dst).ctime = Timestamp::now();
+            edits.attrs(&guards, dst)?.ctime = Timestamp::now();
             let stored = Stored {
                 records: Vec::new(),
                 allocated: Vec::new(),
