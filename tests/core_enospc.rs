@@ -176,3 +176,22 @@ fn creating_many_inodes_on_a_full_device_stops_with_enospc_never_journal_full() 
     let fs = open(&sim);
     assert_clean(&fs);
 }
+
+#[test]
+fn an_operation_larger_than_a_tiny_journal_fails_with_enospc_and_changes_nothing() {
+    // 16 KiB journal: one transaction may carry at most ~8 KiB.
+    let sim = formatted(512, Some(16 * 1024));
+    let fs = open(&sim);
+    let f = create(&fs, b"f");
+    assert!(matches!(
+        fs.setxattr(f, b"user.big", &[1; 60_000], cowdax::fs::XattrSetMode::Any),
+        Err(Error::NoSpace)
+    ));
+    assert!(matches!(fs.getxattr(f, b"user.big"), Err(Error::NoAttr)));
+    fs.setxattr(f, b"user.small", &[1; 1000], cowdax::fs::XattrSetMode::Any)
+        .expect("small xattr");
+    assert_clean(&fs);
+    drop(fs);
+    let fs = open(&sim);
+    assert_clean(&fs);
+}

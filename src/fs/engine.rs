@@ -393,7 +393,13 @@ impl Fs {
                     return Err(Error::NoSpace);
                 }
             }
-            let seq = store.commit(&payload)?;
+            let seq = match store.commit(&payload) {
+                Ok(seq) => seq,
+                // One operation bigger than the journal can ever hold (a
+                // tiny journal): nothing was written; report it as space.
+                Err(StoreError::TransactionTooLarge(_)) => return Err(Error::NoSpace),
+                Err(e) => return Err(e.into()),
+            };
             let journaled = self
                 .journaled_bytes
                 .fetch_add(payload.len() as u64, Ordering::Relaxed)
