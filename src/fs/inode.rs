@@ -104,9 +104,12 @@ pub(crate) struct DirSlot {
 /// Invariant: both maps hold the same set of names.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Dir {
-    pub by_name: HashMap<Vec<u8>, DirEntrySlot>,
-    pub by_cookie: BTreeMap<u64, Vec<u8>>,
+    pub by_name: HashMap<DirName, DirEntrySlot>,
+    pub by_cookie: BTreeMap<u64, DirName>,
 }
+
+/// An entry name, stored once and shared by both directory indexes.
+pub(crate) type DirName = std::sync::Arc<[u8]>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DirEntrySlot {
@@ -127,7 +130,7 @@ impl Dir {
         let CookieEntry::Vacant(by_cookie) = self.by_cookie.entry(cookie) else {
             return false;
         };
-        let NameEntry::Vacant(by_name) = self.by_name.entry(name) else {
+        let NameEntry::Vacant(by_name) = self.by_name.entry(DirName::from(name)) else {
             return false;
         };
         by_cookie.insert(by_name.key().clone());

@@ -759,7 +759,7 @@ impl Fs {
             let entry = DirEntry {
                 ino: slot.ino,
                 kind: slot.kind,
-                name: name.clone(),
+                name: name.to_vec(),
                 next_offset: cookie,
             };
             if !f(&entry) {

@@ -164,7 +164,7 @@ impl Fs {
             if let Some(dir) = inode.dir.as_deref() {
                 for (name, slot) in &dir.by_name {
                     if slot.ino == ino {
-                        links.push((dir_ino, name.clone()));
+                        links.push((dir_ino, name.to_vec()));
                     }
                 }
             }
@@ -186,7 +186,7 @@ impl Fs {
                     .dir
                     .as_deref()
                     .and_then(|d| d.by_name.iter().find(|(_, s)| s.ino == cur))
-                    .map(|(n, _)| n.clone())
+                    .map(|(n, _)| n.to_vec())
                     .ok_or_else(|| Error::Corrupt(format!("directory {cur} not in its parent")))?;
                 parts.push(name);
                 cur = parent;
