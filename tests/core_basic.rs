@@ -322,3 +322,35 @@ fn names_links_and_seek_behave_as_posix() {
     assert!(st.free_blocks > 0 && st.free_blocks < st.total_blocks);
     assert_clean(&fs);
 }
+
+#[test]
+fn special_files_keep_kind_rdev_and_refuse_data_operations() {
+    let sim = formatted(256, None);
+    let fs = open(&sim);
+    let kinds = [
+        (b"fifo".as_slice(), libc::S_IFIFO, FileKind::Fifo, 0),
+        (b"sock", libc::S_IFSOCK, FileKind::Socket, 0),
+        (b"chr", libc::S_IFCHR, FileKind::CharDevice, 0x0501),
+        (b"blk", libc::S_IFBLK, FileKind::BlockDevice, 0x0802),
+    ];
+    for (name, mode, kind, rdev) in kinds {
+        let a = fs
+            .mknod(ROOT_INO, name, mode | 0o640, rdev, ROOT_CREDS)
+            .expect("mknod");
+        assert_eq!((a.kind, a.rdev, a.perm), (kind, rdev, 0o640));
+        assert!(matches!(fs.write(a.ino, 0, b"x"), Err(Error::Invalid(_))));
+    }
+    assert!(matches!(
+        fs.mknod(ROOT_INO, b"d", libc::S_IFDIR | 0o755, 0, ROOT_CREDS),
+        Err(Error::Invalid(_))
+    ));
+    let d = fs
+        .mkdir(ROOT_INO, b"dir", 0o700, ROOT_CREDS)
+        .expect("mkdir");
+    assert!(matches!(fs.read(d.ino, 0, 10), Err(Error::IsDir)));
+    drop(fs);
+    let fs = open(&sim);
+    let chr = fs.lookup(ROOT_INO, b"chr").expect("chr");
+    assert_eq!((chr.kind, chr.rdev), (FileKind::CharDevice, 0x0501));
+    assert_clean(&fs);
+}
