@@ -95,3 +95,105 @@ fn concurrent_writes_clones_creates_and_renames_keep_invariants() {
         fs.lookup(dir.ino, b"renamed").expect("renamed");
     }
 }
+
+/// A tiny journal forces stop-the-world checkpoints while threads create,
+/// write, clone and unlink: no deadlock, nothing lost, invariants hold.
+#[test]
+fn checkpoints_under_concurrent_load_neither_deadlock_nor_lose_operations() {
+    let sim = formatted(4096, Some(16 * 1024));
+    let fs = open(&sim);
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let fs = &fs;
+            scope.spawn(move || {
+                let dir = fs
+                    .mkdir(ROOT_INO, format!("w{t}").as_bytes(), 0o755, ROOT_CREDS)
+                    .expect("mkdir")
+                    .ino;
+                for i in 0..80 {
+                    let name = format!("f{i}");
+                    let f = fs
+                        .mknod(dir, name.as_bytes(), libc::S_IFREG | 0o644, 0, ROOT_CREDS)
+                        .expect("create")
+                        .ino;
+                    fs.write(f, 0, &pattern((t * 100 + i) as u64, 3000))
+                        .expect("write");
+                    if i % 3 == 0 {
+                        let c = fs
+                            .mknod(
+                                dir,
+                                format!("c{i}").as_bytes(),
+                                libc::S_IFREG | 0o644,
+                                0,
+                                ROOT_CREDS,
+                            )
+                            .expect("create clone");
+                        fs.clone_range(f, 0, c.ino, 0, 0).expect("clone");
+                    }
+                    if i % 4 == 1 {
+                        fs.unlink(dir, format!("f{}", i - 1).as_bytes())
+                            .expect("unlink");
+                    }
+                }
+            });
+        }
+    });
+    assert_clean(&fs);
+    let usage = fs.usage().expect("usage");
+    assert!(usage.metadata_bytes > 0, "no checkpoint happened");
+    fs.unmount().expect("unmount");
+    drop(fs);
+    let fs = open(&sim);
+    assert_clean(&fs);
+    for t in 0..THREADS {
+        let dir = fs
+            .lookup(ROOT_INO, format!("w{t}").as_bytes())
+            .expect("dir")
+            .ino;
+        for i in 0..80usize {
+            let present = fs.lookup(dir, format!("f{i}").as_bytes()).is_ok();
+            // f{i} with i % 4 == 0 was unlinked by iteration i + 1.
+            assert_eq!(present, i % 4 != 0, "f{i} of w{t}");
+        }
+        let f = fs.lookup(dir, b"f1").expect("f1").ino;
+        assert_eq!(
+            fs.read(f, 0, 4000).expect("read"),
+            pattern((t * 100 + 1) as u64, 3000)
+        );
+    }
+}
+
+#[test]
+fn read_only_open_serves_reads_and_writes_nothing() {
+    let sim = formatted(512, None);
+    let fs = open(&sim);
+    let f = fs
+        .mknod(ROOT_INO, b"f", libc::S_IFREG | 0o644, 0, ROOT_CREDS)
+        .expect("create")
+        .ino;
+    fs.write(f, 0, b"hello").expect("write");
+    fs.unmount().expect("unmount");
+    drop(fs);
+    let before = sim.volatile_image();
+    let ro = cowdax::fs::Fs::open(
+        std::sync::Arc::new(sim.clone()),
+        cowdax::fs::OpenOptions { read_only: true },
+    )
+    .expect("open read-only");
+    assert_eq!(ro.read(f, 0, 10).expect("read"), b"hello");
+    assert!(matches!(
+        ro.write(f, 0, b"x"),
+        Err(cowdax::fs::Error::ReadOnly)
+    ));
+    assert!(matches!(
+        ro.mkdir(ROOT_INO, b"d", 0o755, ROOT_CREDS),
+        Err(cowdax::fs::Error::ReadOnly)
+    ));
+    assert_clean(&ro);
+    ro.unmount().expect("unmount read-only");
+    drop(ro);
+    assert!(
+        sim.volatile_image() == before,
+        "a read-only mount wrote to the media"
+    );
+}
