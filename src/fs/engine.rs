@@ -46,15 +46,18 @@ pub(crate) struct InodeTable {
 }
 
 impl InodeTable {
-    fn new() -> InodeTable {
-        InodeTable {
-            shards: (0..SHARDS)
-                .map(|_| RwLock::new(InoMap::default()))
-                .collect(),
-        }
-    }
     fn shard(&self, ino: Ino) -> &RwLock<InoMap<InodeRef>> {
         &self.shards[(ino as usize) % SHARDS]
+    }
+    /// Build the table from a loaded map (mount), without per-insert locking.
+    fn from_map(inodes: InoMap<Inode>) -> InodeTable {
+        let mut shards: Vec<InoMap<InodeRef>> = (0..SHARDS).map(|_| InoMap::default()).collect();
+        for (ino, inode) in inodes {
+            shards[(ino as usize) % SHARDS].insert(ino, Arc::new(RwLock::new(inode)));
+        }
+        InodeTable {
+            shards: shards.into_iter().map(RwLock::new).collect(),
+        }
     }
     pub fn get(&self, ino: Ino) -> Option<InodeRef> {
         rlock(self.shard(ino)).get(&ino).cloned()
@@ -220,15 +223,12 @@ impl Fs {
             geometry.pool_start,
             geometry.total_blocks,
         )?;
-        let table = InodeTable::new();
         let orphans: Vec<Ino> = inodes
             .iter()
             .filter(|(&ino, i)| i.attrs.nlink == 0 && ino != ROOT_INO)
             .map(|(&ino, _)| ino)
             .collect();
-        for (ino, inode) in inodes {
-            table.insert(ino, inode);
-        }
+        let table = InodeTable::from_map(inodes);
         let fs = Fs {
             media,
             global: RwLock::new(()),
