@@ -59,6 +59,18 @@ enum Action {
     New { copy_from: Option<u64> },
 }
 
+/// New bytes for blocks contiguous on the media, stored in one go.
+struct StoreRun {
+    phys_block: u64,
+    blocks: u64,
+    piece: usize,
+    /// File offset of the first byte.
+    file_off: u64,
+    /// Offset of the first byte inside the first block.
+    first_block_off: u64,
+    len: u64,
+}
+
 /// Result of storing data: the mapping records to commit and the blocks
 /// allocated for them (to give back if the commit fails).
 pub(crate) struct Stored {
@@ -145,9 +157,24 @@ impl Fs {
             .count() as u64;
         let allocated = self.alloc_data(new_blocks)?;
         let mut new_iter = allocated.iter().flat_map(|r| r.start..r.start + r.len);
-        // 3. Store and persist.
+        // 3. Store and persist. Untouched parts of each block are prepared
+        // first (zeroed or copied); the new bytes of consecutive blocks that
+        // are contiguous on the media go out in one store and one persist.
         let mut maps: Vec<(u64, u64)> = Vec::new(); // (file_block, phys) now written
+        let flush = |run: &StoreRun| -> Result<()> {
+            let off = run.phys_block * BS + run.first_block_off;
+            match pieces[run.piece].fill {
+                Fill::Bytes(data) => {
+                    let src = (run.file_off - pieces[run.piece].off) as usize;
+                    media.write(off, &data[src..src + run.len as usize])?;
+                }
+                Fill::Zeros(_) => media.write_zeroes(off, run.len)?,
+            }
+            media.persist(run.phys_block * BS, run.blocks * BS)?;
+            Ok(())
+        };
         let result: Result<()> = (|| {
+            let mut run: Option<StoreRun> = None;
             for &(fb, action, pi) in &plan {
                 let piece = pieces[pi];
                 let block_start = fb * BS;
@@ -180,14 +207,34 @@ impl Fs {
                         p
                     }
                 };
-                match piece.fill {
-                    Fill::Bytes(data) => {
-                        let src = (block_start + lo - piece.off) as usize;
-                        media.write(phys * BS + lo, &data[src..src + (hi - lo) as usize])?;
+                let extends = run.as_ref().is_some_and(|r| {
+                    r.piece == pi
+                        && r.phys_block + r.blocks == phys
+                        && r.first_block_off + r.len == r.blocks * BS
+                        && lo == 0
+                });
+                match run.as_mut() {
+                    Some(r) if extends => {
+                        r.blocks += 1;
+                        r.len += hi - lo;
                     }
-                    Fill::Zeros(_) => media.write_zeroes(phys * BS + lo, hi - lo)?,
+                    _ => {
+                        if let Some(r) = run.take() {
+                            flush(&r)?;
+                        }
+                        run = Some(StoreRun {
+                            phys_block: phys,
+                            blocks: 1,
+                            piece: pi,
+                            file_off: block_start + lo,
+                            first_block_off: lo,
+                            len: hi - lo,
+                        });
+                    }
                 }
-                media.persist(phys * BS, BS)?;
+            }
+            if let Some(r) = run.take() {
+                flush(&r)?;
             }
             Ok(())
         })();
