@@ -354,3 +354,27 @@ fn special_files_keep_kind_rdev_and_refuse_data_operations() {
     assert_eq!((chr.kind, chr.rdev), (FileKind::CharDevice, 0x0501));
     assert_clean(&fs);
 }
+
+#[test]
+fn read_only_scrub_accepts_orphans_that_the_next_mount_reclaims() {
+    let sim = formatted(512, None);
+    let fs = open(&sim);
+    let f = fs
+        .mknod(ROOT_INO, b"f", libc::S_IFREG | 0o644, 0, ROOT_CREDS)
+        .expect("f");
+    fs.write(f.ino, 0, b"data").expect("write");
+    fs.open_inode(f.ino).expect("open");
+    fs.unlink(ROOT_INO, b"f").expect("unlink");
+    drop(fs); // crash with the file open
+    let ro = cowdax::fs::Fs::open(
+        std::sync::Arc::new(sim.clone()),
+        cowdax::fs::OpenOptions { read_only: true },
+    )
+    .expect("read-only open");
+    assert_clean(&ro);
+    assert_eq!(ro.getattr(f.ino).expect("orphan still there").nlink, 0);
+    drop(ro);
+    let fs = open(&sim);
+    assert!(matches!(fs.getattr(f.ino), Err(Error::NotFound)));
+    assert_clean(&fs);
+}

@@ -57,7 +57,9 @@ impl Fs {
             inodes: inodes.len() as u64,
             ..CheckReport::default()
         };
-        check_tree(&inodes, &mut report);
+        // Read-only mounts (fsck) do not reclaim orphans: an unlinked inode
+        // left by a crashed daemon is expected there, not an error.
+        check_tree(&inodes, self.read_only, &mut report);
         check_space(&inodes, &space, &mut report);
         Ok(report)
     }
@@ -203,7 +205,7 @@ impl Fs {
 }
 
 /// Directory tree, link counts, sizes, extent-map shape.
-fn check_tree(inodes: &InoMap<&Inode>, report: &mut CheckReport) {
+fn check_tree(inodes: &InoMap<&Inode>, orphans_ok: bool, report: &mut CheckReport) {
     let errors = &mut report.errors;
     let mut links: InoMap<u32> = InoMap::default();
     let mut subdirs: InoMap<u32> = InoMap::default();
@@ -304,7 +306,8 @@ fn check_tree(inodes: &InoMap<&Inode>, report: &mut CheckReport) {
                 a.nlink
             ));
         }
-        if ino != ROOT_INO && entries == 0 && inode.open_count == 0 {
+        let orphan_ok = inode.open_count > 0 || (orphans_ok && a.nlink == 0);
+        if ino != ROOT_INO && entries == 0 && !orphan_ok {
             errors.push(format!("inode {ino}: unreachable and not open"));
         }
     }
