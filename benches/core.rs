@@ -241,6 +241,7 @@ fn clones(c: &mut Criterion) {
 fn mount(c: &mut Criterion) {
     const DIRS: usize = 1000;
     const PER_DIR: usize = 1000;
+    const REPLAYED: usize = 10_000;
     let mut img = image("mount", 2 << 30, Some(256 << 20));
     {
         let fs = img.fs();
@@ -258,9 +259,22 @@ fn mount(c: &mut Criterion) {
         fs.unmount().expect("unmount");
     }
     let media = img.media.clone();
+    // Then 10k creates that only the journal holds (no unmount): every
+    // mount below loads the checkpoint and replays them.
+    {
+        let fs = Fs::open(media.clone(), OpenOptions::default()).expect("open");
+        let dir = fs
+            .mkdir(ROOT_INO, b"journal-only", 0o755, CREDS)
+            .expect("mkdir")
+            .ino;
+        for f in 0..REPLAYED {
+            create(&fs, dir, format!("j{f}").as_bytes());
+        }
+        fs.fsync(0, false).expect("sync");
+    }
     let mut group = c.benchmark_group("mount");
     group.sample_size(10);
-    group.bench_function("1M inodes (checkpoint load)", |b| {
+    group.bench_function("1M inodes (checkpoint load + replay of 10k creates)", |b| {
         b.iter(|| {
             // Read-only: nothing is written, every sample loads the same
             // checkpoint.
