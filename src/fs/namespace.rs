@@ -265,7 +265,12 @@ impl Fs {
         rdev: u32,
         creds: Creds,
     ) -> Result<Attr> {
-        let kind = FileKind::from_mode(mode).ok_or(Error::Invalid("unknown file type"))?;
+        // A zero file type means a regular file, as for mknod(2).
+        let kind = if mode & libc::S_IFMT == 0 {
+            FileKind::Regular
+        } else {
+            FileKind::from_mode(mode).ok_or(Error::Invalid("unknown file type"))?
+        };
         if matches!(kind, FileKind::Directory | FileKind::Symlink) {
             return Err(Error::Invalid("mknod cannot make directories or symlinks"));
         }
