@@ -462,7 +462,7 @@ fn step(sim: &SimMedia, fs: &mut Fs, m: &mut Model, op: &Op) {
             let (Some(s), Some(d)) = (pick(&files, src), pick(&files, dst)) else {
                 return;
             };
-            if s == d {
+            if s == d && src_off < dst_off + len && dst_off < src_off + len {
                 return; // the VFS never sends same-file copies that overlap
             }
             let src_data = m.data(s).clone();

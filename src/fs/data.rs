@@ -922,7 +922,8 @@ impl Fs {
             }
             Ok(())
         };
-        if src_off % BS == dst_off % BS && src != dst {
+        let overlapping = src == dst && src_off < dst_off + len && dst_off < src_off + len;
+        if src_off % BS == dst_off % BS && !overlapping {
             let head = (BS - src_off % BS) % BS;
             let head = head.min(len);
             copy_bytes(src_off, dst_off, head)?;
