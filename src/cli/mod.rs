@@ -1,10 +1,251 @@
 //! The `cowdax` command line (one file per subcommand).
+//!
+//! One binary, several names: `cowdax SUBCOMMAND …`, `mkfs.cowdax …` (=
+//! `cowdax mkfs …`), `fsck.cowdax …` (= `cowdax fsck …`), and the bare
+//! `cowdax SOURCE MOUNTPOINT [-o OPTIONS]` form that mount.fuse3 runs for
+//! `mount -t fuse.cowdax` (= `cowdax mount …`).
 
+pub mod dump;
+pub mod fsck;
+pub mod mkfs;
 pub mod mount;
+pub mod probe;
+pub mod size;
+
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+
+use clap::{Parser, Subcommand};
+
+const LONG_ABOUT: &str = "\
+cowdax is a userspace DAX filesystem for persistent memory, served over FUSE:
+one daemon maps a pmem namespace or an image file and serves files from it
+with loads and stores, with reflink, dedupe and copy-on-write.
+
+The same binary answers to mkfs.cowdax and fsck.cowdax, and mount(8) starts
+it for `mount -t fuse.cowdax SOURCE MOUNTPOINT`.";
+
+const EXAMPLES: &str = "\
+Examples:
+  cowdax mkfs --size 1G /tmp/cowdax.img             create and format an image file
+  cowdax mount /tmp/cowdax.img /mnt/cowdax          mount it (returns once mounted)
+  mount -t fuse.cowdax /tmp/cowdax.img /mnt/cowdax  the same through mount(8)
+  umount /mnt/cowdax
+  cowdax fsck -n /tmp/cowdax.img                    check it without writing
+  cowdax dump /tmp/cowdax.img                       print superblocks, journal, checkpoint
+
+Run `cowdax COMMAND --help` for the options of each command.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cowdax",
+    version,
+    about = "A userspace DAX filesystem for persistent memory (reflink, dedupe, copy-on-write) over FUSE",
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a cowdax filesystem on an image file or a device (also: mkfs.cowdax).
+    Mkfs(mkfs::MkfsArgs),
+    /// Check and repair a cowdax filesystem; exit codes as fsck(8) (also: fsck.cowdax).
+    Fsck(fsck::FsckArgs),
+    /// Print superblocks, journal state and checkpoint summary (read-only).
+    Dump(dump::DumpArgs),
+    /// Mount a cowdax filesystem: `cowdax mount SOURCE MOUNTPOINT [-o OPTIONS]`
+    /// (also the bare `cowdax SOURCE MOUNTPOINT …` form used by mount.fuse3);
+    /// see `cowdax mount --help`.
+    #[command(disable_help_flag = true)]
+    Mount {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<OsString>,
+    },
+}
+
+/// Subcommand names, for telling `cowdax mkfs X` from `cowdax SOURCE MNT`.
+const SUBCOMMANDS: [&str; 5] = ["mkfs", "fsck", "dump", "mount", "help"];
 
 /// Entry point: dispatches on argv[0] (`mkfs.cowdax`, `fsck.cowdax`) and
 /// subcommands. Returns the process exit code.
 pub fn main() -> i32 {
-    eprintln!("cowdax: command line not built yet");
-    8
+    let args: Vec<OsString> = std::env::args_os().collect();
+    run(args)
+}
+
+/// Dispatches a full argument vector (argv[0] included).
+pub fn run(args: Vec<OsString>) -> i32 {
+    let args = rewrite_for_program_name(args);
+    if args.get(1).is_some_and(|first| first == "mount") {
+        return mount::run(&args[2..]);
+    }
+    if is_bare_mount_form(&args) {
+        return mount::run(&args[1..]);
+    }
+    let usage_exit_code = if args.get(1).is_some_and(|first| first == "fsck") {
+        fsck::EXIT_USAGE
+    } else {
+        1
+    };
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                usage_exit_code
+            } else {
+                0
+            };
+        }
+    };
+    init_logging();
+    match cli.command {
+        Command::Mkfs(mkfs_args) => mkfs::run(&mkfs_args),
+        Command::Fsck(fsck_args) => fsck::run(&fsck_args),
+        Command::Dump(dump_args) => dump::run(&dump_args),
+        Command::Mount { args } => mount::run(&args),
+    }
+}
+
+/// `mkfs.cowdax …` → `cowdax mkfs …`, `fsck.cowdax …` → `cowdax fsck …`.
+fn rewrite_for_program_name(mut args: Vec<OsString>) -> Vec<OsString> {
+    let program = args
+        .first()
+        .and_then(|argv0| Path::new(argv0).file_name())
+        .and_then(OsStr::to_str)
+        .unwrap_or("cowdax");
+    let subcommand = match program {
+        "mkfs.cowdax" => "mkfs",
+        "fsck.cowdax" => "fsck",
+        _ => return args,
+    };
+    let program_name = OsString::from(program);
+    args.splice(
+        0..args.len().min(1),
+        [program_name, OsString::from(subcommand)],
+    );
+    args
+}
+
+/// True for `cowdax SOURCE MOUNTPOINT [options]`: at least two positional
+/// arguments, the first not naming a subcommand.
+fn is_bare_mount_form(args: &[OsString]) -> bool {
+    let mut positionals: Vec<&OsString> = Vec::new();
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        let text = arg.to_string_lossy();
+        if text == "-o" {
+            // The option list that follows is a value, not a positional.
+            rest.next();
+        } else if text.starts_with('-') && text.len() > 1 {
+            if text == "-h" || text == "--help" || text == "-V" || text == "--version" {
+                return false;
+            }
+        } else {
+            positionals.push(arg);
+        }
+    }
+    positionals.len() >= 2
+        && positionals
+            .first()
+            .is_some_and(|first| !SUBCOMMANDS.iter().any(|name| *first == *name))
+}
+
+/// Logs to stderr at `warn` by default (RUST_LOG overrides): the store warns
+/// there when it falls back to the other superblock, for example.
+fn init_logging() {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os_args(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn mkfs_and_fsck_program_names_become_subcommands() {
+        assert_eq!(
+            rewrite_for_program_name(os_args(&["/sbin/mkfs.cowdax", "-f", "img"])),
+            os_args(&["mkfs.cowdax", "mkfs", "-f", "img"])
+        );
+        assert_eq!(
+            rewrite_for_program_name(os_args(&["fsck.cowdax", "-n", "img"])),
+            os_args(&["fsck.cowdax", "fsck", "-n", "img"])
+        );
+        assert_eq!(
+            rewrite_for_program_name(os_args(&["/usr/local/bin/cowdax", "dump", "img"])),
+            os_args(&["/usr/local/bin/cowdax", "dump", "img"])
+        );
+    }
+
+    #[test]
+    fn two_positionals_without_a_subcommand_are_the_mount_form() {
+        assert!(is_bare_mount_form(&os_args(&[
+            "cowdax",
+            "/tmp/img",
+            "/mnt",
+            "-o",
+            "rw,noatime,allow_other,dev,suid"
+        ])));
+        assert!(is_bare_mount_form(&os_args(&[
+            "cowdax", "-o", "ro", "/tmp/img", "/mnt"
+        ])));
+        assert!(is_bare_mount_form(&os_args(&["cowdax", "-f", "/tmp/img", "/mnt"])));
+    }
+
+    #[test]
+    fn subcommands_and_help_are_not_the_mount_form() {
+        assert!(!is_bare_mount_form(&os_args(&["cowdax", "mkfs", "img"])));
+        assert!(!is_bare_mount_form(&os_args(&["cowdax", "fsck", "-n", "img"])));
+        assert!(!is_bare_mount_form(&os_args(&["cowdax", "dump", "a", "b"])));
+        assert!(!is_bare_mount_form(&os_args(&["cowdax", "/tmp/img"])));
+        assert!(!is_bare_mount_form(&os_args(&["cowdax", "-o", "rw", "/tmp/img"])));
+        assert!(!is_bare_mount_form(&os_args(&["cowdax", "--help", "a", "b"])));
+    }
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn fsck_mode_flags_exclude_each_other() {
+        assert!(Cli::try_parse_from(["cowdax", "fsck", "-n", "-y", "img"]).is_err());
+        assert!(Cli::try_parse_from(["cowdax", "fsck", "-n", "-f", "img"]).is_ok());
+        assert!(Cli::try_parse_from(["cowdax", "fsck", "-a", "img"]).is_ok());
+    }
+
+    #[test]
+    fn mkfs_sizes_are_parsed_with_units() {
+        let cli = Cli::try_parse_from([
+            "cowdax",
+            "mkfs",
+            "--size",
+            "64MiB",
+            "--journal-size",
+            "1M",
+            "-L",
+            "data",
+            "img",
+        ])
+        .expect("valid");
+        let Command::Mkfs(args) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.size, Some(64 << 20));
+        assert_eq!(args.journal_size, Some(1 << 20));
+        assert_eq!(args.label, "data");
+        assert!(Cli::try_parse_from(["cowdax", "mkfs", "--size", "12X", "img"]).is_err());
+    }
 }
