@@ -137,7 +137,10 @@ fn open_media(target: &Path, mode: OpenMode) -> Result<Arc<dyn Media>, Failure> 
             )));
         }
         Err(error) => {
-            return Err(Failure::Operational(format!("{}: {error}", target.display())));
+            return Err(Failure::Operational(format!(
+                "{}: {error}",
+                target.display()
+            )));
         }
     }
     match probe::mounts_using(target) {
@@ -196,8 +199,12 @@ fn fsck(args: &FsckArgs) -> Result<i32, Failure> {
     bar.set_message("metadata invariants");
     let fs = Fs::open(media.clone(), OpenOptions { read_only: true })
         .map_err(|error| classify_fs_error(target, error))?;
-    let report = fs.scrub().map_err(|error| classify_fs_error(target, error))?;
-    let statfs = fs.statfs().map_err(|error| classify_fs_error(target, error))?;
+    let report = fs
+        .scrub()
+        .map_err(|error| classify_fs_error(target, error))?;
+    let statfs = fs
+        .statfs()
+        .map_err(|error| classify_fs_error(target, error))?;
     drop(fs);
     bar.inc(1);
 
@@ -260,7 +267,11 @@ fn fsck(args: &FsckArgs) -> Result<i32, Failure> {
         );
         EXIT_CORRECTED
     } else {
-        let how = if replayed { "clean (journal replayed)" } else { "clean" };
+        let how = if replayed {
+            "clean (journal replayed)"
+        } else {
+            "clean"
+        };
         println!("{}: {how}, {counts}", target.display());
         EXIT_CLEAN
     };

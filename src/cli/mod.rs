@@ -63,7 +63,11 @@ enum Command {
     /// see `cowdax mount --help`.
     #[command(disable_help_flag = true)]
     Mount {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
         args: Vec<OsString>,
     },
 }
@@ -200,17 +204,25 @@ mod tests {
         assert!(is_bare_mount_form(&os_args(&[
             "cowdax", "-o", "ro", "/tmp/img", "/mnt"
         ])));
-        assert!(is_bare_mount_form(&os_args(&["cowdax", "-f", "/tmp/img", "/mnt"])));
+        assert!(is_bare_mount_form(&os_args(&[
+            "cowdax", "-f", "/tmp/img", "/mnt"
+        ])));
     }
 
     #[test]
     fn subcommands_and_help_are_not_the_mount_form() {
         assert!(!is_bare_mount_form(&os_args(&["cowdax", "mkfs", "img"])));
-        assert!(!is_bare_mount_form(&os_args(&["cowdax", "fsck", "-n", "img"])));
+        assert!(!is_bare_mount_form(&os_args(&[
+            "cowdax", "fsck", "-n", "img"
+        ])));
         assert!(!is_bare_mount_form(&os_args(&["cowdax", "dump", "a", "b"])));
         assert!(!is_bare_mount_form(&os_args(&["cowdax", "/tmp/img"])));
-        assert!(!is_bare_mount_form(&os_args(&["cowdax", "-o", "rw", "/tmp/img"])));
-        assert!(!is_bare_mount_form(&os_args(&["cowdax", "--help", "a", "b"])));
+        assert!(!is_bare_mount_form(&os_args(&[
+            "cowdax", "-o", "rw", "/tmp/img"
+        ])));
+        assert!(!is_bare_mount_form(&os_args(&[
+            "cowdax", "--help", "a", "b"
+        ])));
     }
 
     #[test]

@@ -142,8 +142,14 @@ mod tests {
         assert!(matches!(parse_size("1.5G"), Err(SizeError::UnknownUnit(_))));
         assert!(matches!(parse_size("1P"), Err(SizeError::UnknownUnit(_))));
         assert!(matches!(parse_size("1iB"), Err(SizeError::UnknownUnit(_))));
-        assert!(matches!(parse_size("1GiBs"), Err(SizeError::UnknownUnit(_))));
-        assert!(matches!(parse_size("1 G B"), Err(SizeError::UnknownUnit(_))));
+        assert!(matches!(
+            parse_size("1GiBs"),
+            Err(SizeError::UnknownUnit(_))
+        ));
+        assert!(matches!(
+            parse_size("1 G B"),
+            Err(SizeError::UnknownUnit(_))
+        ));
     }
 
     #[test]
