@@ -23,11 +23,14 @@
 //! happen while the callback runs; the filesystem core guarantees it by
 //! holding the owning inode's lock and never writing shared extents in place.
 
+pub mod detect;
+pub mod flush;
 pub mod mmap;
 pub mod sim;
 
 use std::fmt;
 
+pub use flush::FlushMethod;
 pub use mmap::{MmapMedia, OpenMode};
 pub use sim::SimMedia;
 
@@ -121,6 +124,12 @@ pub enum MediaError {
     },
     #[error("msync failed: {0}")]
     Sync(std::io::Error),
+    #[error("cannot {operation}: the media is opened read-only")]
+    ReadOnly { operation: &'static str },
+    #[error("{path}: {msg}")]
+    InUse { path: String, msg: String },
+    #[error("{0}")]
+    Config(String),
 }
 
 pub type Result<T> = std::result::Result<T, MediaError>;
