@@ -17,10 +17,9 @@ use std::sync::Arc;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::probe;
-use crate::fs::{Fs, OpenOptions};
-use crate::media::{Media, MediaError, MmapMedia, OpenMode};
-use crate::store::{Access, Store, StoreError};
+use crate::fs::{CheckReport, Fs, OpenOptions, StatFs};
+use crate::media::{detect, Media, MediaError, MmapMedia, OpenMode};
+use crate::store::{inspect, Access, Inspection, Store, StoreError};
 
 /// fsck(8) exit codes.
 pub const EXIT_CLEAN: i32 = 0;
@@ -99,17 +98,14 @@ fn progress_bar(steps: u64) -> ProgressBar {
 /// target is operational, a damaged cowdax filesystem is an error found.
 fn classify_store_error(target: &Path, error: StoreError) -> Failure {
     match error {
-        StoreError::NotCowdax(detail) => Failure::Operational(format!(
-            "{}: not a cowdax filesystem{detail}; check the device name, or run `cowdax mkfs` to create one",
-            target.display()
-        )),
+        error @ StoreError::NotCowdax(_) => {
+            Failure::Operational(format!("{}: {error}", target.display()))
+        }
         StoreError::Unsupported(reason) => Failure::Operational(format!(
             "{}: unsupported cowdax format ({reason}); use a newer cowdax",
             target.display()
         )),
-        StoreError::Media(error) => {
-            Failure::Operational(format!("{}: {error}", target.display()))
-        }
+        StoreError::Media(error) => Failure::Operational(format!("{}: {error}", target.display())),
         other => Failure::Damaged(other.to_string()),
     }
 }
@@ -143,9 +139,9 @@ fn open_media(target: &Path, mode: OpenMode) -> Result<Arc<dyn Media>, Failure> 
             )));
         }
     }
-    match probe::mounts_using(target) {
-        Ok(uses) => {
-            if let Some(mount) = uses.first() {
+    match detect::find_mount(target) {
+        Ok(mount) => {
+            if let Some(mount) = mount {
                 return Err(Failure::Operational(format!(
                     "{} is mounted on {}; unmount it first (umount {})",
                     target.display(),
@@ -163,9 +159,9 @@ fn open_media(target: &Path, mode: OpenMode) -> Result<Arc<dyn Media>, Failure> 
     }
     match MmapMedia::open(target, mode) {
         Ok(media) => Ok(Arc::new(media)),
-        Err(error @ MediaError::Open { .. }) | Err(error @ MediaError::Io { .. }) => {
-            Err(Failure::Operational(error.to_string()))
-        }
+        Err(
+            error @ (MediaError::Open { .. } | MediaError::Io { .. } | MediaError::InUse { .. }),
+        ) => Err(Failure::Operational(error.to_string())),
         Err(error) => Err(Failure::Operational(format!(
             "{}: {error}",
             target.display()
@@ -173,30 +169,45 @@ fn open_media(target: &Path, mode: OpenMode) -> Result<Arc<dyn Media>, Failure> 
     }
 }
 
-fn fsck(args: &FsckArgs) -> Result<i32, Failure> {
-    let target = args.target.as_path();
-    let repair = args.yes || args.preen;
-    let mode = if repair {
-        OpenMode::ReadWrite
-    } else {
-        OpenMode::ReadOnly
-    };
-    let media = open_media(target, mode)?;
-    let bar = progress_bar(3);
+/// Problems in the on-media structures that `inspect` found: unreadable
+/// media, a bad superblock copy, a bad checkpoint. (A journal that ends at a
+/// torn or stale record is normal after a crash: replay stops there.)
+fn structure_problems(inspection: &Inspection) -> Vec<String> {
+    let mut problems = inspection.errors.clone();
+    for report in &inspection.superblocks {
+        if let Err(defect) = &report.result {
+            let name = if report.slot == 0 { "A" } else { "B" };
+            problems.push(format!(
+                "superblock {name} (block {}): {defect}",
+                report.slot
+            ));
+        }
+    }
+    if let Some(checkpoint) = &inspection.checkpoint {
+        match (&checkpoint.descriptor, &checkpoint.payload) {
+            (Err(why), _) => problems.push(format!(
+                "checkpoint descriptor at block {}: {why}",
+                checkpoint.descriptor_block
+            )),
+            (Ok(_), Some(Err(why))) => problems.push(format!(
+                "checkpoint payload (descriptor at block {}): {why}",
+                checkpoint.descriptor_block
+            )),
+            (Ok(_), _) => {}
+        }
+    }
+    problems
+}
 
-    // Phase 1: superblocks, journal, checkpoint.
-    bar.set_message("superblocks, journal, checkpoint");
-    let (store, recovered) = Store::open(media.clone(), Access::ReadOnly)
-        .map_err(|error| classify_store_error(target, error))?;
-    let geometry = store.geometry();
-    let pending_transactions = recovered.transactions.len();
-    let was_clean = recovered.was_clean;
-    drop(recovered);
-    drop(store);
-    bar.inc(1);
+/// What the metadata check found, and the numbers for the summary line.
+struct MetadataCheck {
+    report: CheckReport,
+    statfs: StatFs,
+}
 
-    // Phase 2: every metadata invariant, on the state recovery would produce.
-    bar.set_message("metadata invariants");
+/// Opens the filesystem read-only (the journal is replayed in DRAM only)
+/// and checks every metadata invariant.
+fn check_metadata(target: &Path, media: &Arc<dyn Media>) -> Result<MetadataCheck, Failure> {
     let fs = Fs::open(media.clone(), OpenOptions { read_only: true })
         .map_err(|error| classify_fs_error(target, error))?;
     let report = fs
@@ -205,66 +216,107 @@ fn fsck(args: &FsckArgs) -> Result<i32, Failure> {
     let statfs = fs
         .statfs()
         .map_err(|error| classify_fs_error(target, error))?;
-    drop(fs);
+    Ok(MetadataCheck { report, statfs })
+}
+
+fn fsck(args: &FsckArgs) -> Result<i32, Failure> {
+    let target = args.target.as_path();
+    let name = target.display();
+    let repair = args.yes || args.preen;
+    let mode = if repair {
+        OpenMode::ReadWrite
+    } else {
+        OpenMode::ReadOnly
+    };
+    let media = open_media(target, mode)?;
+    let bar = progress_bar(4);
+
+    // Phase 1: superblocks, journal, checkpoint. `inspect` reports every
+    // defect; `Store::open` decides whether recovery can proceed.
+    bar.set_message("superblocks, journal, checkpoint");
+    let mut problems = structure_problems(&inspect(media.as_ref()));
+    let (store, recovered) = Store::open(media.clone(), Access::ReadOnly)
+        .map_err(|error| classify_store_error(target, error))?;
+    let geometry = store.geometry();
+    let pending_transactions = recovered.transactions.len();
+    let needs_replay = !recovered.was_clean || pending_transactions > 0;
+    drop(recovered);
+    drop(store);
     bar.inc(1);
 
-    let problems: &[String] = &report.errors;
-    let metadata_damaged = !problems.is_empty();
-    let needs_replay = !was_clean || pending_transactions > 0;
+    // Phase 2: every metadata invariant, on the state recovery produces.
+    bar.set_message("metadata invariants");
+    let mut metadata = check_metadata(target, &media)?;
+    bar.inc(1);
 
-    // Phase 3: repairs.
+    // Phase 3: repairs. Only when the metadata itself is sound: a fresh
+    // checkpoint of damaged metadata would make the damage permanent.
     bar.set_message("repairs");
-    // Fixes of errors (exit 1). A journal replay alone is normal recovery
-    // after a crash, not an error: it is reported but keeps exit 0.
     let mut corrected: Vec<String> = Vec::new();
     let mut replayed = false;
-    if needs_replay {
-        let note = format!(
-            "not cleanly unmounted; {pending_transactions} journal transaction(s) to replay"
+    let metadata_sound = metadata.report.errors.is_empty();
+    if needs_replay && !repair {
+        println!(
+            "{name}: not cleanly unmounted; {pending_transactions} journal transaction(s) will be replayed by the next mount"
         );
-        if repair && !metadata_damaged {
-            replay_into_checkpoint(&media).map_err(|error| classify_fs_error(target, error))?;
-            replayed = true;
+    }
+    if repair && metadata_sound && (needs_replay || !problems.is_empty()) {
+        replay_into_checkpoint(&media).map_err(|error| classify_fs_error(target, error))?;
+        replayed = needs_replay;
+        if replayed {
             println!(
-                "{}: {note}: replayed into a fresh checkpoint",
-                target.display()
+                "{name}: not cleanly unmounted; replayed {pending_transactions} journal transaction(s) into a fresh checkpoint"
             );
-        } else {
-            println!("{}: {note} (the next mount replays them)", target.display());
         }
+        let remaining = structure_problems(&inspect(media.as_ref()));
+        for problem in problems.drain(..) {
+            if !remaining.contains(&problem) {
+                corrected.push(problem);
+            }
+        }
+        problems = remaining;
+    }
+    bar.inc(1);
+
+    // Phase 4: after a repair, check the result again from scratch.
+    if replayed || !corrected.is_empty() {
+        bar.set_message("verifying repairs");
+        metadata = check_metadata(target, &media)?;
     }
     bar.inc(1);
     bar.finish_and_clear();
 
-    for problem in problems {
-        println!("{}: ERROR: {problem}", target.display());
+    problems.extend(metadata.report.errors.iter().cloned());
+    for problem in &problems {
+        println!("{name}: ERROR: {problem}");
     }
     for fix in &corrected {
-        println!("{}: FIXED: {fix}", target.display());
+        println!("{name}: FIXED: {fix}");
     }
+    let statfs = &metadata.statfs;
+    let report = &metadata.report;
     let used_blocks = statfs.total_blocks.saturating_sub(statfs.free_blocks);
-    let used_inodes = statfs.total_inodes.saturating_sub(statfs.free_inodes);
     let counts = format!(
-        "{} inodes ({used_inodes} of {} in use), {} extents, {} shared blocks, {used_blocks}/{} blocks, journal {} blocks",
+        "{} inodes, {} extents, {} shared blocks, {used_blocks}/{} blocks used, journal {} blocks",
         report.inodes,
-        statfs.total_inodes,
         report.extents,
         report.shared_blocks,
         statfs.total_blocks,
         geometry.journal_blocks
     );
     let exit_code = if !problems.is_empty() {
+        let hint = if repair {
+            ""
+        } else {
+            " (run fsck -y to repair what can be repaired)"
+        };
         println!(
-            "{}: ***** {} ERROR(S) LEFT UNCORRECTED ***** {counts}",
-            target.display(),
-            report.errors.len()
+            "{name}: ***** {} ERROR(S) LEFT UNCORRECTED *****{hint}\n{name}: {counts}",
+            problems.len()
         );
         EXIT_UNCORRECTED
     } else if !corrected.is_empty() {
-        println!(
-            "{}: ***** FILESYSTEM WAS MODIFIED ***** {counts}",
-            target.display()
-        );
+        println!("{name}: ***** FILESYSTEM WAS MODIFIED *****\n{name}: clean, {counts}");
         EXIT_CORRECTED
     } else {
         let how = if replayed {
@@ -272,14 +324,16 @@ fn fsck(args: &FsckArgs) -> Result<i32, Failure> {
         } else {
             "clean"
         };
-        println!("{}: {how}, {counts}", target.display());
+        println!("{name}: {how}, {counts}");
         EXIT_CLEAN
     };
     Ok(exit_code)
 }
 
 /// Opens read-write (replaying the journal), then unmounts: the final
-/// checkpoint holds everything and the superblocks are rewritten clean.
+/// checkpoint holds everything, and the superblock writes of open,
+/// checkpoint and clean unmount alternate between the two copies, so a
+/// damaged copy is rewritten from the good one.
 fn replay_into_checkpoint(media: &Arc<dyn Media>) -> crate::fs::Result<()> {
     let fs = Fs::open(media.clone(), OpenOptions { read_only: false })?;
     fs.unmount()

@@ -17,8 +17,8 @@ use clap::Args;
 use super::probe::{self, PROBE_BYTES};
 use super::size::{human_size, parse_size_arg};
 use crate::fs::{Creds, Fs};
-use crate::media::{Media, MmapMedia, OpenMode};
-use crate::store::{Access, FormatOptions, Store, StoreError, BLOCK_SIZE};
+use crate::media::{detect, Media, MmapMedia, OpenMode};
+use crate::store::{min_region_bytes, Access, FormatOptions, Store, StoreError, BLOCK_SIZE};
 
 /// Longest label the superblock holds, in bytes of UTF-8.
 pub const LABEL_MAX_BYTES: usize = 63;
@@ -66,13 +66,26 @@ pub fn run(args: &MkfsArgs) -> i32 {
 fn mkfs(args: &MkfsArgs) -> anyhow::Result<()> {
     let target = args.target.as_path();
     check_label(&args.label)?;
-    let created = prepare_target(args)?;
-    let result = format_target(args);
-    if result.is_err() {
-        if let Some(path) = created {
-            // The file only existed for this mkfs: leave nothing half-made behind.
-            let _ = fs::remove_file(path);
-        }
+    let uuid = random_uuid().context("cannot read random bytes for the UUID")?;
+    let opts = FormatOptions {
+        label: args.label.clone(),
+        journal_bytes: args.journal_size,
+        uuid: Some(uuid),
+    };
+    let min_bytes = min_region_bytes(&opts);
+    if let Some(size_bytes) = args.size.filter(|&size| size < min_bytes) {
+        bail!(
+            "{} is too small for a cowdax filesystem: at least {} ({min_bytes} bytes) is needed{}; give a larger --size",
+            human_size(size_bytes),
+            human_size(min_bytes),
+            if args.journal_size.is_some() { " with this journal size" } else { "" }
+        );
+    }
+    let (media, created) = prepare_target(args)?;
+    let result = format_target(args, &opts, media);
+    if result.is_err() && created {
+        // The file only existed for this mkfs: leave nothing half-made behind.
+        let _ = fs::remove_file(target);
     }
     let summary = result?;
     print_summary(target, &args.label, &summary);
@@ -92,9 +105,10 @@ fn check_label(label: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks the target and creates or resizes the image file. Returns the
-/// path of a file created by this call (removed again if formatting fails).
-fn prepare_target(args: &MkfsArgs) -> anyhow::Result<Option<PathBuf>> {
+/// Checks the target, creates or resizes the image file, and opens it
+/// read-write. Returns the media and whether this call created the file
+/// (then a failed format removes it again).
+fn prepare_target(args: &MkfsArgs) -> anyhow::Result<(Arc<dyn Media>, bool)> {
     let target = args.target.as_path();
     let metadata = match fs::metadata(target) {
         Ok(metadata) => metadata,
@@ -106,8 +120,16 @@ fn prepare_target(args: &MkfsArgs) -> anyhow::Result<Option<PathBuf>> {
                     target.display()
                 );
             };
-            create_image(target, size_bytes)?;
-            return Ok(Some(target.to_path_buf()));
+            // Reserves the space (posix_fallocate) so stores never hit a full
+            // filesystem through the mapping.
+            let media = MmapMedia::create(target, size_bytes).with_context(|| {
+                format!(
+                    "cannot create an image of {} at {}",
+                    human_size(size_bytes),
+                    target.display()
+                )
+            })?;
+            return Ok((Arc::new(media), true));
         }
         Err(error) => return Err(error).with_context(|| format!("{}", target.display())),
     };
@@ -151,32 +173,45 @@ fn prepare_target(args: &MkfsArgs) -> anyhow::Result<Option<PathBuf>> {
         ),
         None => {}
     }
-    Ok(None)
+    if file_type.is_file() {
+        reserve_space(target)?;
+    }
+    let media = MmapMedia::open(target, OpenMode::ReadWrite)
+        .with_context(|| format!("cannot open {}", target.display()))?;
+    Ok((Arc::new(media), false))
 }
 
-fn create_image(target: &Path, size_bytes: u64) -> anyhow::Result<()> {
+/// Allocates every block of an existing image file (as `MmapMedia::create`
+/// does for new ones): a store into a hole of a mapped file on a full
+/// filesystem would kill the daemon with SIGBUS.
+fn reserve_space(target: &Path) -> anyhow::Result<()> {
     let file = fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
         .open(target)
-        .with_context(|| format!("cannot create {}", target.display()))?;
-    if let Err(error) = file.set_len(size_bytes) {
-        let _ = fs::remove_file(target);
-        return Err(error).with_context(|| {
-            format!(
-                "cannot give {} a size of {}",
-                target.display(),
-                human_size(size_bytes)
-            )
-        });
+        .with_context(|| format!("cannot open {}", target.display()))?;
+    let len_bytes = file
+        .metadata()
+        .with_context(|| format!("cannot stat {}", target.display()))?
+        .len();
+    let len = libc::off_t::try_from(len_bytes)
+        .with_context(|| format!("{} is too large", target.display()))?;
+    match nix::fcntl::posix_fallocate(&file, 0, len) {
+        Ok(()) => Ok(()),
+        // Filesystems without fallocate (some FUSE or network ones): the
+        // media layer warns about the sparse image when it maps it.
+        Err(nix::errno::Errno::EOPNOTSUPP) | Err(nix::errno::Errno::EINVAL) => Ok(()),
+        Err(errno) => Err(anyhow::anyhow!(
+            "cannot reserve {} for {}: {errno}; free some space or use a smaller --size",
+            human_size(len_bytes),
+            target.display()
+        )),
     }
-    Ok(())
 }
 
 fn refuse_if_mounted(target: &Path) -> anyhow::Result<()> {
-    let uses = probe::mounts_using(target)
+    let mount = detect::find_mount(target)
         .with_context(|| format!("cannot tell whether {} is mounted", target.display()))?;
-    if let Some(mount) = uses.first() {
+    if let Some(mount) = mount {
         bail!(
             "{} is mounted on {} ({}); unmount it first: umount {}",
             target.display(),
@@ -238,23 +273,17 @@ struct Summary {
     media: String,
 }
 
-fn format_target(args: &MkfsArgs) -> anyhow::Result<Summary> {
+fn format_target(
+    args: &MkfsArgs,
+    opts: &FormatOptions,
+    media: Arc<dyn Media>,
+) -> anyhow::Result<Summary> {
     let target = args.target.as_path();
-    let media: Arc<dyn Media> = Arc::new(
-        MmapMedia::open(target, OpenMode::ReadWrite)
-            .with_context(|| format!("cannot open {}", target.display()))?,
-    );
-    let uuid = random_uuid().context("cannot read random bytes for the UUID")?;
-    let opts = FormatOptions {
-        label: args.label.clone(),
-        journal_bytes: args.journal_size,
-        uuid: Some(uuid),
-    };
     let creds = Creds {
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
     };
-    match Fs::mkfs(media.clone(), &opts, creds) {
+    match Fs::mkfs(media.clone(), opts, creds) {
         Ok(()) => {}
         Err(crate::fs::Error::Store(StoreError::TooSmall(reason))) => bail!(
             "{} is too small for a cowdax filesystem ({}): {reason}; {}",
@@ -279,7 +308,7 @@ fn format_target(args: &MkfsArgs) -> anyhow::Result<Summary> {
         size_bytes: media.len(),
         total_blocks: geometry.total_blocks,
         journal_bytes: geometry.journal_blocks * geometry.block_size,
-        uuid,
+        uuid: opts.uuid.unwrap_or_default(),
         media: media.describe(),
     })
 }
