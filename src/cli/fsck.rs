@@ -239,7 +239,9 @@ fn fsck(args: &FsckArgs) -> Result<i32, Failure> {
         .map_err(|error| classify_store_error(target, error))?;
     let geometry = store.geometry();
     let pending_transactions = recovered.transactions.len();
-    let needs_replay = !recovered.was_clean || pending_transactions > 0;
+    // A clean filesystem may still carry journal transactions (they are
+    // replayed at every mount); only an unclean one needs recovery.
+    let needs_replay = !recovered.was_clean;
     drop(recovered);
     drop(store);
     bar.inc(1);

@@ -107,7 +107,13 @@ pub fn run(args: Vec<OsString>) -> i32 {
             };
         }
     };
-    init_logging();
+    // fsck and dump report every defect themselves; the layers' warnings
+    // (e.g. "superblock A is not usable", once per open) would repeat them.
+    let default_log_level = match cli.command {
+        Command::Fsck(_) | Command::Dump(_) => "error",
+        _ => "warn",
+    };
+    init_logging(default_log_level);
     match cli.command {
         Command::Mkfs(mkfs_args) => mkfs::run(&mkfs_args),
         Command::Fsck(fsck_args) => fsck::run(&fsck_args),
@@ -160,12 +166,12 @@ fn is_bare_mount_form(args: &[OsString]) -> bool {
             .is_some_and(|first| !SUBCOMMANDS.iter().any(|name| *first == *name))
 }
 
-/// Logs to stderr at `warn` by default (RUST_LOG overrides): the store warns
-/// there when it falls back to the other superblock, for example.
-fn init_logging() {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp(None)
-        .try_init();
+/// Logs to stderr at `default_level` unless RUST_LOG says otherwise.
+fn init_logging(default_level: &str) {
+    let _ =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+            .format_timestamp(None)
+            .try_init();
 }
 
 #[cfg(test)]
