@@ -34,10 +34,12 @@ for command in "${!package_of[@]}"; do
         missing+=("${package_of[$command]}")
     fi
 done
-# libfuse3-dev has no command; ask dpkg.
-if ! dpkg -s libfuse3-dev >/dev/null 2>&1; then
-    missing+=(libfuse3-dev)
-fi
+# Libraries have no command; ask dpkg. (libacl1-dev: pjdfstest links it.)
+for package in libfuse3-dev libacl1-dev; do
+    if ! dpkg -s "$package" >/dev/null 2>&1; then
+        missing+=("$package")
+    fi
+done
 
 if [ "${1:-}" = "--update" ] || [ "${#missing[@]}" -gt 0 ]; then
     as_root apt-get update -q

@@ -49,12 +49,14 @@ run df -h "$mnt"
 # coreutils cp tries FICLONE (not forwarded by FUSE), then copy_file_range.
 run cp "$mnt/dir/data.bin" "$mnt/dir/data.copy"
 run cmp "$mnt/dir/data.bin" "$mnt/dir/data.copy"
+# A reflinked copy shares its blocks: "Used" does not grow by another 64 MiB.
 run df -h "$mnt"
 run sync
 
 say "umount $mnt"
 as_root umount "$mnt"
 mounted=0
+# fsck counts the blocks the two copies share.
 run cowdax fsck -n "$image"
 echo
 echo "demo finished: $image is a clean cowdax filesystem"
