@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::fs::{CheckReport, Fs, OpenOptions, StatFs};
 use crate::media::{detect, Media, MediaError, MmapMedia, OpenMode};
+use crate::store::superblock::SUPERBLOCK_BLOCKS;
 use crate::store::{inspect, Access, Inspection, Store, StoreError};
 
 /// fsck(8) exit codes.
@@ -177,10 +178,8 @@ fn structure_problems(inspection: &Inspection) -> Vec<String> {
     for report in &inspection.superblocks {
         if let Err(defect) = &report.result {
             let name = if report.slot == 0 { "A" } else { "B" };
-            problems.push(format!(
-                "superblock {name} (block {}): {defect}",
-                report.slot
-            ));
+            let block = SUPERBLOCK_BLOCKS.get(report.slot).copied().unwrap_or(0);
+            problems.push(format!("superblock {name} (block {block}): {defect}"));
         }
     }
     if let Some(checkpoint) = &inspection.checkpoint {
