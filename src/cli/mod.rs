@@ -72,6 +72,65 @@ enum Command {
     },
 }
 
+/// `mkfs.cowdax …`: the mkfs subcommand as a program of its own.
+#[derive(Parser, Debug)]
+#[command(
+    name = "mkfs.cowdax",
+    version,
+    about = "Create a cowdax filesystem on an image file or a device (same as `cowdax mkfs`)"
+)]
+struct MkfsProgram {
+    #[command(flatten)]
+    args: mkfs::MkfsArgs,
+}
+
+/// `fsck.cowdax …`: the fsck subcommand as a program of its own.
+#[derive(Parser, Debug)]
+#[command(
+    name = "fsck.cowdax",
+    version,
+    about = "Check and repair a cowdax filesystem (same as `cowdax fsck`)"
+)]
+struct FsckProgram {
+    #[command(flatten)]
+    args: fsck::FsckArgs,
+}
+
+/// What argv[0] asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProgramName {
+    Cowdax,
+    Mkfs,
+    Fsck,
+}
+
+/// `mkfs.cowdax` and `fsck.cowdax` (any directory) select those commands;
+/// every other name is `cowdax`.
+fn program_name(args: &[OsString]) -> ProgramName {
+    let name = args
+        .first()
+        .and_then(|argv0| Path::new(argv0).file_name())
+        .and_then(OsStr::to_str);
+    match name {
+        Some("mkfs.cowdax") => ProgramName::Mkfs,
+        Some("fsck.cowdax") => ProgramName::Fsck,
+        _ => ProgramName::Cowdax,
+    }
+}
+
+/// Parses with clap; on a parse error prints it and returns the exit code:
+/// 0 for --help/--version, `usage_exit_code` otherwise.
+fn parse_or_exit<P: Parser>(args: &[OsString], usage_exit_code: i32) -> Result<P, i32> {
+    P::try_parse_from(args).map_err(|error| {
+        let _ = error.print();
+        if error.use_stderr() {
+            usage_exit_code
+        } else {
+            0
+        }
+    })
+}
+
 /// Subcommand names, for telling `cowdax mkfs X` from `cowdax SOURCE MNT`.
 const SUBCOMMANDS: [&str; 5] = ["mkfs", "fsck", "dump", "mount", "help"];
 
@@ -84,7 +143,27 @@ pub fn main() -> i32 {
 
 /// Dispatches a full argument vector (argv[0] included).
 pub fn run(args: Vec<OsString>) -> i32 {
-    let args = rewrite_for_program_name(args);
+    match program_name(&args) {
+        ProgramName::Mkfs => {
+            return match parse_or_exit::<MkfsProgram>(&args, 1) {
+                Ok(program) => {
+                    init_logging("warn");
+                    mkfs::run(&program.args)
+                }
+                Err(code) => code,
+            };
+        }
+        ProgramName::Fsck => {
+            return match parse_or_exit::<FsckProgram>(&args, fsck::EXIT_USAGE) {
+                Ok(program) => {
+                    init_logging("error");
+                    fsck::run(&program.args)
+                }
+                Err(code) => code,
+            };
+        }
+        ProgramName::Cowdax => {}
+    }
     if args.get(1).is_some_and(|first| first == "mount") {
         return mount::run(&args[2..]);
     }
@@ -96,16 +175,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
     } else {
         1
     };
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match parse_or_exit::<Cli>(&args, usage_exit_code) {
         Ok(cli) => cli,
-        Err(error) => {
-            let _ = error.print();
-            return if error.use_stderr() {
-                usage_exit_code
-            } else {
-                0
-            };
-        }
+        Err(code) => return code,
     };
     // fsck and dump report every defect themselves; the layers' warnings
     // (e.g. "superblock A is not usable", once per open) would repeat them.
@@ -120,26 +192,6 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Dump(dump_args) => dump::run(&dump_args),
         Command::Mount { args } => mount::run(&args),
     }
-}
-
-/// `mkfs.cowdax …` → `cowdax mkfs …`, `fsck.cowdax …` → `cowdax fsck …`.
-fn rewrite_for_program_name(mut args: Vec<OsString>) -> Vec<OsString> {
-    let program = args
-        .first()
-        .and_then(|argv0| Path::new(argv0).file_name())
-        .and_then(OsStr::to_str)
-        .unwrap_or("cowdax");
-    let subcommand = match program {
-        "mkfs.cowdax" => "mkfs",
-        "fsck.cowdax" => "fsck",
-        _ => return args,
-    };
-    let program_name = OsString::from(program);
-    args.splice(
-        0..args.len().min(1),
-        [program_name, OsString::from(subcommand)],
-    );
-    args
 }
 
 /// True for `cowdax SOURCE MOUNTPOINT [options]`: at least two positional
@@ -183,19 +235,35 @@ mod tests {
     }
 
     #[test]
-    fn mkfs_and_fsck_program_names_become_subcommands() {
+    fn mkfs_and_fsck_program_names_select_their_commands() {
         assert_eq!(
-            rewrite_for_program_name(os_args(&["/sbin/mkfs.cowdax", "-f", "img"])),
-            os_args(&["mkfs.cowdax", "mkfs", "-f", "img"])
+            program_name(&os_args(&["/sbin/mkfs.cowdax", "-f", "img"])),
+            ProgramName::Mkfs
         );
         assert_eq!(
-            rewrite_for_program_name(os_args(&["fsck.cowdax", "-n", "img"])),
-            os_args(&["fsck.cowdax", "fsck", "-n", "img"])
+            program_name(&os_args(&["fsck.cowdax", "-n", "img"])),
+            ProgramName::Fsck
         );
         assert_eq!(
-            rewrite_for_program_name(os_args(&["/usr/local/bin/cowdax", "dump", "img"])),
-            os_args(&["/usr/local/bin/cowdax", "dump", "img"])
+            program_name(&os_args(&["/usr/local/bin/cowdax", "dump", "img"])),
+            ProgramName::Cowdax
         );
+        assert_eq!(program_name(&[]), ProgramName::Cowdax);
+    }
+
+    #[test]
+    fn standalone_programs_parse_their_options() {
+        use clap::CommandFactory;
+        let mkfs = MkfsProgram::try_parse_from(["mkfs.cowdax", "-f", "--size", "1G", "img"])
+            .expect("valid mkfs.cowdax arguments");
+        assert!(mkfs.args.force);
+        assert_eq!(mkfs.args.size, Some(1 << 30));
+        let fsck = FsckProgram::try_parse_from(["fsck.cowdax", "-a", "img"])
+            .expect("valid fsck.cowdax arguments");
+        assert!(fsck.args.preen);
+        assert!(FsckProgram::try_parse_from(["fsck.cowdax", "-n", "-p", "img"]).is_err());
+        MkfsProgram::command().debug_assert();
+        FsckProgram::command().debug_assert();
     }
 
     #[test]
