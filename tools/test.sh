@@ -18,7 +18,8 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
 step "cargo test (all targets)"
-cargo test --all-targets
+# --no-fail-fast: report every failing test target, not just the first.
+cargo test --all-targets --no-fail-fast
 # Doc tests are not part of --all-targets.
 cargo test --doc
 
