@@ -249,17 +249,20 @@ fn loop_backing_file(sysfs_root: &Path, minor: u64) -> Option<PathBuf> {
 }
 
 /// True when mount `source` names `target` (already canonical). Compares the
-/// strings first; canonicalizes the source (which touches the filesystem)
-/// only when its file name matches, so unrelated sources are never stat'ed.
+/// strings first. Sources under `/dev/` (devtmpfs, never a hung mount) are
+/// canonicalized, which resolves `/dev/mapper/x` and `/dev/disk/by-*` links;
+/// other sources only when their file name matches, so that unrelated paths
+/// (perhaps on a hung network or FUSE mount) are never stat'ed.
 fn source_names(source: &str, target: &Path) -> bool {
-    if Path::new(source) == target {
+    let source_path = Path::new(source);
+    if source_path == target {
         return true;
     }
-    let source_path = Path::new(source);
-    source.starts_with('/')
-        && source_path.file_name().is_some()
-        && source_path.file_name() == target.file_name()
-        && std::fs::canonicalize(source_path).is_ok_and(|canonical| canonical == target)
+    let worth_resolving = source.starts_with("/dev/")
+        || (source.starts_with('/')
+            && source_path.file_name().is_some()
+            && source_path.file_name() == target.file_name());
+    worth_resolving && std::fs::canonicalize(source_path).is_ok_and(|canonical| canonical == target)
 }
 
 /// The mount that uses `path`, if any: for a block device, a mount of that

@@ -16,6 +16,12 @@
 //! own locks (the filesystem core does, per inode and for its metadata
 //! areas); racing them is a caller bug that can tear the bytes read.
 //!
+//! # Persistence
+//! `persist`/`fence` use the [`FlushMethod`] chosen at open: CPU cache-line
+//! flushes + SFENCE on DAX kinds (a fence covers the flushes of its own
+//! thread), or an ordered list of dirty page ranges that `fence` msyncs in
+//! persist order on page-cache kinds. docs/MEDIA.md has the details.
+//!
 //! Not defended against: something outside cowdax truncating an image file
 //! or writing a device while it is mapped (as with any mmap'ing program, a
 //! truncation makes later accesses raise SIGBUS).
@@ -204,7 +210,9 @@ impl MmapMedia {
             if source.raw_os_error() == Some(libc::EBUSY) {
                 MediaError::InUse {
                     path: path.display().to_string(),
-                    msg: "the block device is mounted or claimed by the kernel".into(),
+                    msg: "the block device is busy: mounted, or opened exclusively by another \
+                          program (another cowdax?)"
+                        .into(),
                 }
             } else {
                 io_error(path, source)
@@ -389,7 +397,9 @@ impl MmapMedia {
             let sysfs = Path::new(detect::SYSFS_ROOT);
             if !detect::is_devdax(sysfs, major, minor) {
                 return Err(open_err(format!(
-                    "character device {major}:{minor} is not a devdax device"
+                    "character device {major}:{minor} is not a devdax device (sysfs {} has no dax \
+                     subsystem link for it)",
+                    sysfs.display()
                 )));
             }
             let name = std::fs::canonicalize(path)
@@ -772,6 +782,12 @@ impl Media for MmapMedia {
             // bounds-checked range lies inside the mapping.
             let lines = unsafe { flush::flush_lines(self.flush, self.ptr_at(off), len as usize) };
             MediaCounters::add(&self.counters.lines_flushed, lines);
+            // SFENCE orders only the flushes of the thread that issues it. A
+            // range persisted here may be made durable by a `fence()` on
+            // another thread (an fsync of data written by another request),
+            // so complete our own flushes now: after this, any later fence
+            // on any thread finds them done. Costs one SFENCE per persist.
+            flush::store_fence();
             return Ok(());
         }
         self.record_pending_sync(off, len)

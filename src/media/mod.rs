@@ -13,6 +13,10 @@
 //! * `fence()` returns only when every range passed to `persist` before it is
 //!   durable (pmem: SFENCE; page cache: `msync` of the remembered ranges in
 //!   the order they were persisted; sim: flushed lines become durable).
+//! * On mappings flushed by CPU instructions (devdax, DAX files) a fence only
+//!   orders the flushes of its own thread (x86 rule), so `persist` ends with
+//!   an SFENCE of its own: a range is durable when `persist` returns there,
+//!   and a `fence()` on any thread covers it. See docs/MEDIA.md.
 //! * Bytes stored but not persisted-and-fenced may or may not survive a crash,
 //!   at cache-line (64-byte) granularity, in any combination. Aligned 8-byte
 //!   stores through `store_u64` are never torn.
