@@ -4,8 +4,13 @@
 mod cli_common;
 
 use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::sync::Arc;
 
 use cli_common::*;
+use cowdax::fs::{Creds, Fs, OpenOptions, ROOT_INO};
+use cowdax::media::{Media, MmapMedia, OpenMode};
+use cowdax::store::{inspect, Access, Store, BLOCK_SIZE};
 
 /// A byte inside superblock A's checksummed fields (block 0).
 const SUPERBLOCK_A_FIELD_OFFSET: u64 = 24;
@@ -144,4 +149,96 @@ fn invoked_as_fsck_cowdax_the_binary_runs_fsck() {
     assert!(stdout(&output).contains("clean"), "{}", stdout(&output));
     let missing = run_program(&link, &["-n", path_str(&dir.path().join("nope"))]);
     assert_exit(&missing, 8);
+}
+
+/// Opens `image` with the library, makes a directory, and returns the open
+/// filesystem (unmount it for a clean image; drop it for a crashed one).
+fn mounted_with_a_directory(image: &Path) -> Fs {
+    let media: Arc<dyn Media> =
+        Arc::new(MmapMedia::open(image, OpenMode::ReadWrite).expect("open image read-write"));
+    let fs = Fs::open(media, OpenOptions { read_only: false }).expect("open filesystem");
+    fs.mkdir(ROOT_INO, b"dir", 0o755, Creds { uid: 0, gid: 0 })
+        .expect("mkdir");
+    fs
+}
+
+fn is_marked_clean(image: &Path) -> bool {
+    let media: Arc<dyn Media> =
+        Arc::new(MmapMedia::open(image, OpenMode::ReadOnly).expect("open image read-only"));
+    let (_store, recovered) = Store::open(media, Access::ReadOnly).expect("store opens");
+    recovered.was_clean
+}
+
+#[test]
+fn fsck_n_leaves_the_journal_of_an_unclean_image_for_the_next_mount() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = formatted_image(dir.path(), "crashed.img");
+    // Dropped without unmount: like a daemon that was killed.
+    drop(mounted_with_a_directory(&image));
+    assert!(!is_marked_clean(&image));
+    let before = read_image(&image);
+    let output = cowdax(&["fsck", "-n", path_str(&image)]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("replayed by the next mount"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(read_image(&image) == before, "fsck -n modified the image");
+}
+
+#[test]
+fn fsck_y_replays_the_journal_of_an_unclean_image_into_a_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = formatted_image(dir.path(), "replay.img");
+    drop(mounted_with_a_directory(&image));
+    let output = cowdax(&["fsck", "-y", path_str(&image)]);
+    // Replaying a journal is recovery, not an error: exit 0.
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("journal replayed"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(is_marked_clean(&image));
+    let media: Arc<dyn Media> =
+        Arc::new(MmapMedia::open(&image, OpenMode::ReadOnly).expect("open image"));
+    let fs = Fs::open(media, OpenOptions { read_only: true }).expect("open read-only");
+    fs.lookup(ROOT_INO, b"dir")
+        .expect("the replayed directory exists");
+    drop(fs);
+    assert_fsck_clean(&image);
+}
+
+#[test]
+fn fsck_reports_a_corrupt_checkpoint_as_uncorrected_and_does_not_guess() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = formatted_image(dir.path(), "bad-checkpoint.img");
+    mounted_with_a_directory(&image)
+        .unmount()
+        .expect("unmount writes a checkpoint");
+    let media = MmapMedia::open(&image, OpenMode::ReadOnly).expect("open image");
+    let checkpoint = inspect(&media)
+        .checkpoint
+        .expect("a checkpoint after unmount");
+    let descriptor = checkpoint.descriptor.expect("a valid descriptor");
+    drop(media);
+    // The payload follows the descriptor block in the checkpoint's first extent.
+    let payload_offset = (descriptor.extents[0].start + 1) * BLOCK_SIZE + 10;
+    let original = read_image(&image)[payload_offset as usize];
+    poke(&image, payload_offset, &[original ^ 0xff]);
+    let corrupted = read_image(&image);
+    for mode in ["-n", "-y"] {
+        let output = cowdax(&["fsck", mode, path_str(&image)]);
+        assert_exit(&output, 4);
+        assert!(
+            stderr(&output).contains("checkpoint"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(
+            read_image(&image) == corrupted,
+            "fsck {mode} wrote to an image it cannot repair"
+        );
+    }
 }
