@@ -252,3 +252,27 @@ fn help_explains_every_command_with_examples() {
         assert!(stdout(&output).contains("Example"), "{command} --help");
     }
 }
+
+#[test]
+fn mkfs_formats_a_block_device_and_refuses_a_size_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backing = dir.path().join("loop-backing.img");
+    blank_file(&backing, 32 << 20);
+    let loop_device = LoopDevice::attach(&backing);
+    let device = path_str(&loop_device.device);
+    let output = cowdax(&["mkfs", device]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("block device"),
+        "{}",
+        stdout(&output)
+    );
+    let with_size = cowdax(&["mkfs", "-f", "--size", "16M", device]);
+    assert_exit(&with_size, 1);
+    assert!(
+        stderr(&with_size).contains("device"),
+        "{}",
+        stderr(&with_size)
+    );
+    assert_fsck_clean(&loop_device.device);
+}

@@ -125,3 +125,33 @@ impl Drop for SourceMount {
         let _ = Command::new("umount").arg(&self.mount_point).status();
     }
 }
+
+/// A loop device attached to an image file (`losetup`; root, as in CI).
+/// Detached on drop.
+pub struct LoopDevice {
+    pub device: PathBuf,
+}
+
+impl LoopDevice {
+    pub fn attach(image: &Path) -> LoopDevice {
+        let output = Command::new("losetup")
+            .args(["--find", "--show", path_str(image)])
+            .output()
+            .expect("run losetup (util-linux; .ci/run installs it)");
+        assert!(
+            output.status.success(),
+            "losetup failed (needs root and a free loop device): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let device = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        LoopDevice {
+            device: PathBuf::from(device),
+        }
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
+    }
+}
