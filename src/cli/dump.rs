@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::media::{MmapMedia, OpenMode};
+use super::open::open_after_unmount;
+use crate::media::OpenMode;
 use crate::store::inspect;
 
 #[derive(Args, Debug)]
@@ -35,7 +36,7 @@ pub fn run(args: &DumpArgs) -> i32 {
 fn dump(args: &DumpArgs) -> anyhow::Result<i32> {
     let target = args.target.as_path();
     // Read-only mapping: dump cannot write even by mistake.
-    let media = MmapMedia::open(target, OpenMode::ReadOnly)
+    let media = open_after_unmount(target, OpenMode::ReadOnly)
         .with_context(|| format!("cannot open {}", target.display()))?;
     let inspection = inspect(&media);
     print!("{inspection}");

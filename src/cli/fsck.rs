@@ -15,10 +15,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use clap::Args;
+
+use super::open::open_after_unmount;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::fs::{CheckReport, Fs, OpenOptions, StatFs};
-use crate::media::{detect, Media, MediaError, MmapMedia, OpenMode};
+use crate::media::{detect, Media, MediaError, OpenMode};
 use crate::store::superblock::SUPERBLOCK_BLOCKS;
 use crate::store::{inspect, Access, Inspection, Store, StoreError};
 
@@ -158,7 +160,7 @@ fn open_media(target: &Path, mode: OpenMode) -> Result<Arc<dyn Media>, Failure> 
             )));
         }
     }
-    match MmapMedia::open(target, mode) {
+    match open_after_unmount(target, mode) {
         Ok(media) => Ok(Arc::new(media)),
         Err(
             error @ (MediaError::Open { .. } | MediaError::Io { .. } | MediaError::InUse { .. }),

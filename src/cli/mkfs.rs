@@ -14,6 +14,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::Args;
 
+use super::open::open_after_unmount;
 use super::probe::{self, PROBE_BYTES};
 use super::size::{human_size, parse_size_arg};
 use crate::fs::{Creds, Fs};
@@ -176,7 +177,7 @@ fn prepare_target(args: &MkfsArgs) -> anyhow::Result<(Arc<dyn Media>, bool)> {
     if file_type.is_file() {
         reserve_space(target)?;
     }
-    let media = MmapMedia::open(target, OpenMode::ReadWrite)
+    let media = open_after_unmount(target, OpenMode::ReadWrite)
         .with_context(|| format!("cannot open {}", target.display()))?;
     Ok((Arc::new(media), false))
 }
@@ -242,7 +243,7 @@ fn refuse_if_signature(target: &Path, len_bytes: u64, is_file: bool) -> anyhow::
 /// Describes what the target holds, if anything we recognise.
 fn existing_content(target: &Path) -> anyhow::Result<Option<String>> {
     let media: Arc<dyn Media> = Arc::new(
-        MmapMedia::open(target, OpenMode::ReadOnly)
+        open_after_unmount(target, OpenMode::ReadOnly)
             .with_context(|| format!("cannot open {}", target.display()))?,
     );
     match Store::open(media.clone(), Access::ReadOnly) {

@@ -9,6 +9,7 @@ pub mod dump;
 pub mod fsck;
 pub mod mkfs;
 pub mod mount;
+pub mod open;
 pub mod probe;
 pub mod size;
 
