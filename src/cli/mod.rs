@@ -44,7 +44,8 @@ Run `cowdax COMMAND --help` for the options of each command.";
     about = "A userspace DAX filesystem for persistent memory (reflink, dedupe, copy-on-write) over FUSE",
     long_about = LONG_ABOUT,
     after_help = EXAMPLES,
-    propagate_version = true
+    propagate_version = true,
+    arg_required_else_help = true
 )]
 struct Cli {
     #[command(subcommand)]
