@@ -70,6 +70,12 @@ if [ ! -c /dev/fuse ]; then
     echo "ci-deps: /dev/fuse is missing and cannot be created" >&2
     exit 1
 fi
+# Debian ships it 0666 so that fusermount3 works for every user; some
+# containers create it 0600.
+if [ "$(stat -c %a /dev/fuse)" != "666" ]; then
+    echo "ci-deps: making /dev/fuse usable by every user (0666, as Debian ships it)"
+    as_root chmod 0666 /dev/fuse
+fi
 
 # allow_other for mounts made by non-root users (mount.fuse3 checks this).
 if ! grep -qs '^[[:space:]]*user_allow_other' /etc/fuse.conf; then
