@@ -65,6 +65,7 @@ enum Command {
     /// see `cowdax mount --help`.
     #[command(disable_help_flag = true)]
     Mount {
+        /// SOURCE MOUNTPOINT and mount options, handled by the mount command.
         #[arg(
             trailing_var_arg = true,
             allow_hyphen_values = true,
