@@ -442,9 +442,8 @@ type SyncedPoint = ((usize, usize), CrashPoint);
 /// acknowledged by an fsync.
 #[test]
 fn group_commit_recovers_a_prefix_that_includes_every_fsynced_operation() {
-    use core_support::PageCacheSim;
     let sim = formatted(IMAGE_BLOCKS, Some(32 * 1024));
-    let fs = Fs::open(Arc::new(PageCacheSim(sim.clone())), OpenOptions::default()).expect("open");
+    let fs = Fs::open(Arc::new(sim.as_page_cache()), OpenOptions::default()).expect("open");
     let progress = Arc::new(Mutex::new((0usize, 0usize))); // (completed, fsynced)
     let points: Arc<Mutex<Vec<SyncedPoint>>> = Arc::default();
     let (sink, state) = (points.clone(), progress.clone());

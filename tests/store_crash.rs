@@ -150,7 +150,7 @@ fn run_sequence(page_cache: bool, operations: usize) -> (u64, u64) {
     let mut recorder = Recorder::new(sim.clone());
     let media = || -> Arc<dyn Media> {
         if page_cache {
-            Arc::new(PageCacheSim(sim.clone()))
+            Arc::new(sim.as_page_cache())
         } else {
             Arc::new(sim.clone())
         }
@@ -235,8 +235,7 @@ fn every_crash_state_on_page_cache_media_keeps_synced_transactions() {
 #[test]
 fn leftover_record_after_a_rewritten_tail_is_never_replayed() {
     let sim = formatted(SMALL_BLOCKS, SMALL_JOURNAL_BYTES);
-    let (mut store, _) =
-        Store::open(Arc::new(PageCacheSim(sim.clone())), Access::ReadWrite).unwrap();
+    let (mut store, _) = Store::open(Arc::new(sim.as_page_cache()), Access::ReadWrite).unwrap();
     let journal_base = store.geometry().journal_start * BLOCK_SIZE;
     store.sync().unwrap();
     for name in [b"first", b"secnd", b"third"] {
@@ -254,7 +253,7 @@ fn leftover_record_after_a_rewritten_tail_is_never_replayed() {
     assert_eq!(survivors.len(), 2, "three one-line records, one lost");
     let crashed = SimMedia::from_image(point.image(survivors));
     let (mut store, recovered) =
-        Store::open(Arc::new(PageCacheSim(crashed.clone())), Access::ReadWrite).unwrap();
+        Store::open(Arc::new(crashed.as_page_cache()), Access::ReadWrite).unwrap();
     assert_eq!(recovered.transactions, vec![b"first".to_vec()]);
     store.commit(b"again").unwrap();
     store.sync().unwrap();
@@ -278,8 +277,7 @@ fn leftover_record_after_a_rewritten_tail_is_never_replayed() {
 #[test]
 fn leftover_record_at_a_checkpoint_replay_point_is_never_replayed() {
     let sim = formatted(SMALL_BLOCKS, SMALL_JOURNAL_BYTES);
-    let (mut store, _) =
-        Store::open(Arc::new(PageCacheSim(sim.clone())), Access::ReadWrite).unwrap();
+    let (mut store, _) = Store::open(Arc::new(sim.as_page_cache()), Access::ReadWrite).unwrap();
     let journal_base = store.geometry().journal_start * BLOCK_SIZE;
     store.sync().unwrap();
     for name in [b"first", b"secnd", b"third"] {
@@ -294,13 +292,12 @@ fn leftover_record_at_a_checkpoint_replay_point_is_never_replayed() {
         .map(|(index, _)| index)
         .collect();
     let crashed = SimMedia::from_image(point.image(survivors));
-    let (mut store, _) =
-        Store::open(Arc::new(PageCacheSim(crashed.clone())), Access::ReadWrite).unwrap();
+    let (mut store, _) = Store::open(Arc::new(crashed.as_page_cache()), Access::ReadWrite).unwrap();
     store.commit(b"again").unwrap();
     store.sync().unwrap();
     drop(store);
     let (mut store, recovered) =
-        Store::open(Arc::new(PageCacheSim(crashed.clone())), Access::ReadWrite).unwrap();
+        Store::open(Arc::new(crashed.as_page_cache()), Access::ReadWrite).unwrap();
     let log = vec![b"first".to_vec(), b"again".to_vec()];
     assert_eq!(recovered.transactions, log);
     checkpoint(&mut store, &log, false);

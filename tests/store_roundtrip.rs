@@ -402,7 +402,7 @@ fn label_longer_than_63_bytes_is_refused() {
 #[test]
 fn page_cache_commits_become_durable_at_sync() {
     let sim = formatted(SMALL_BLOCKS, SMALL_JOURNAL_BYTES);
-    let media: Arc<dyn Media> = Arc::new(PageCacheSim(sim.clone()));
+    let media: Arc<dyn Media> = Arc::new(sim.as_page_cache());
     let (mut store, _) = Store::open(media, Access::ReadWrite).unwrap();
     let fences = sim.counters().fences;
     store.commit(b"one").unwrap();
@@ -425,8 +425,7 @@ fn page_cache_commits_become_durable_at_sync() {
 #[test]
 fn read_write_open_makes_replayed_page_cache_records_durable() {
     let sim = formatted(SMALL_BLOCKS, SMALL_JOURNAL_BYTES);
-    let (mut store, _) =
-        Store::open(Arc::new(PageCacheSim(sim.clone())), Access::ReadWrite).unwrap();
+    let (mut store, _) = Store::open(Arc::new(sim.as_page_cache()), Access::ReadWrite).unwrap();
     store.commit(b"unsynced one").unwrap();
     store.commit(b"unsynced two").unwrap();
     // The process dies without sync: the records live only in the page
@@ -435,7 +434,7 @@ fn read_write_open_makes_replayed_page_cache_records_durable() {
     let restarted = SimMedia::from_image(sim.durable_image());
     restarted.write(0, &sim.volatile_image()).unwrap();
     let (store, recovered) =
-        Store::open(Arc::new(PageCacheSim(restarted.clone())), Access::ReadWrite).unwrap();
+        Store::open(Arc::new(restarted.as_page_cache()), Access::ReadWrite).unwrap();
     assert_eq!(recovered.transactions.len(), 2);
     assert_eq!(store.durable_seq(), 2);
     let (_, after_power_loss) = open(
@@ -519,7 +518,7 @@ proptest::proptest! {
         let mut sim = formatted(4 * SMALL_BLOCKS, SMALL_JOURNAL_BYTES);
         let media_of = |sim: &SimMedia| -> Arc<dyn Media> {
             if page_cache {
-                Arc::new(PageCacheSim(sim.clone()))
+                Arc::new(sim.as_page_cache())
             } else {
                 Arc::new(sim.clone())
             }

@@ -94,6 +94,9 @@ pub struct SimMedia {
     hook: Arc<Mutex<Option<FenceHook>>>,
     len: u64,
     counters: Arc<SimCounters>,
+    /// What `kind()` reports: `Simulated` (byte-persistent, commits fence)
+    /// or `File` (page-cache flavoured, group commit; see `as_page_cache`).
+    kind: MediaKind,
 }
 
 #[derive(Default)]
@@ -124,6 +127,18 @@ impl SimMedia {
             hook: Arc::new(Mutex::new(None)),
             len,
             counters: Arc::new(SimCounters::default()),
+            kind: MediaKind::Simulated,
+        }
+    }
+
+    /// Another handle on the same simulated state that reports itself as
+    /// page-cache backed (`MediaKind::File`): the journal then uses group
+    /// commit, and only `sync` makes commits durable. The persistence model
+    /// is unchanged, so crash tests of group commit use the same machinery.
+    pub fn as_page_cache(&self) -> SimMedia {
+        SimMedia {
+            kind: MediaKind::File,
+            ..self.clone()
         }
     }
 
@@ -202,7 +217,7 @@ impl Media for SimMedia {
     }
 
     fn kind(&self) -> MediaKind {
-        MediaKind::Simulated
+        self.kind
     }
 
     fn describe(&self) -> String {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use cowdax::media::{Counters, Media, MediaKind, SimMedia};
+use cowdax::media::SimMedia;
 use cowdax::store::{Access, FormatOptions, PhysExtent, Recovered, Store, StoreError, BLOCK_SIZE};
 
 pub const SMALL_BLOCKS: u64 = 64;
@@ -117,56 +117,4 @@ pub fn assert_clean(media: &SimMedia) {
     let inspection = cowdax::store::inspect(media);
     assert!(inspection.is_healthy(), "image not healthy:\n{inspection}");
     open(media, Access::ReadOnly).expect("image opens");
-}
-
-/// SimMedia that claims to be page-cache backed: commits are not fenced,
-/// `sync` is what makes them durable.
-#[derive(Clone)]
-pub struct PageCacheSim(pub SimMedia);
-
-impl Media for PageCacheSim {
-    fn len(&self) -> u64 {
-        self.0.len()
-    }
-    fn kind(&self) -> MediaKind {
-        MediaKind::File
-    }
-    fn describe(&self) -> String {
-        format!("page-cache flavoured {}", self.0.describe())
-    }
-    fn read(&self, off: u64, buf: &mut [u8]) -> cowdax::media::Result<()> {
-        self.0.read(off, buf)
-    }
-    fn write(&self, off: u64, data: &[u8]) -> cowdax::media::Result<()> {
-        self.0.write(off, data)
-    }
-    fn write_zeroes(&self, off: u64, len: u64) -> cowdax::media::Result<()> {
-        self.0.write_zeroes(off, len)
-    }
-    fn copy_within(&self, src: u64, dst: u64, len: u64) -> cowdax::media::Result<()> {
-        self.0.copy_within(src, dst, len)
-    }
-    fn store_u64(&self, off: u64, value: u64) -> cowdax::media::Result<()> {
-        self.0.store_u64(off, value)
-    }
-    fn load_u64(&self, off: u64) -> cowdax::media::Result<u64> {
-        self.0.load_u64(off)
-    }
-    fn persist(&self, off: u64, len: u64) -> cowdax::media::Result<()> {
-        self.0.persist(off, len)
-    }
-    fn fence(&self) -> cowdax::media::Result<()> {
-        self.0.fence()
-    }
-    fn with_slice(
-        &self,
-        off: u64,
-        len: u64,
-        f: &mut dyn FnMut(&[u8]),
-    ) -> cowdax::media::Result<()> {
-        self.0.with_slice(off, len, f)
-    }
-    fn counters(&self) -> Counters {
-        self.0.counters()
-    }
 }
