@@ -440,12 +440,12 @@ def svg_escape(text):
 def render_svg(targets, rows, cells, system):
     """Heat map: one row per figure, one column per target, cell colour by
     log2(ratio to XFS) (blue faster, red slower), ratio printed inside."""
-    label_width = 360
-    cell_width = 92
+    label_width = 430
+    cell_width = 100
     cell_height = 24
     top = 70
-    width = label_width + cell_width * len(targets) + 20
-    height = top + cell_height * len(rows) + 70
+    width = max(label_width + cell_width * len(targets) + 20, 900)
+    height = top + cell_height * len(rows) + 90
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
@@ -457,8 +457,9 @@ def render_svg(targets, rows, cells, system):
         parts.append(f'<text x="{x:.0f}" y="{top - 8}" text-anchor="middle" font-weight="bold">{svg_escape(target)}</text>')
     for index, (row, _, text, unit) in enumerate(rows):
         y = top + index * cell_height
-        parts.append(f'<text x="10" y="{y + 16}">{svg_escape(text)} ({svg_escape(unit)})</text>')
         baseline = reference_value(cells, BASELINE, row)
+        xfs_text = f", XFS {fmt_rate(baseline)}" if baseline else ""
+        parts.append(f'<text x="10" y="{y + 16}">{svg_escape(text)} ({svg_escape(unit)}{svg_escape(xfs_text)})</text>')
         for column, target in enumerate(targets):
             x = label_width + column * cell_width
             cell = cells[(target, row)]
@@ -478,9 +479,10 @@ def render_svg(targets, rows, cells, system):
             parts.append(f'<rect x="{x}" y="{y}" width="{cell_width - 2}" height="{cell_height - 2}" fill="{fill}"/>')
             parts.append(f'<text x="{x + cell_width / 2 - 1:.0f}" y="{y + 16}" text-anchor="middle">{svg_escape(label)}</text>')
     legend_y = top + len(rows) * cell_height + 20
-    parts.append(f'<text x="10" y="{legend_y}" fill="#444">Colour: log2 of the ratio, blue = faster than XFS, red = slower, saturating at 16×. Grey: not run (n/a) or failed; see report.md.</text>')
+    parts.append(f'<text x="10" y="{legend_y}" fill="#444">Cell: each target’s median divided by the XFS median in the same run. Colour: log2 of that ratio,</text>')
+    parts.append(f'<text x="10" y="{legend_y + 16}" fill="#444">blue = faster than XFS, red = slower, saturating at 16×. Grey: not run (n/a) or failed; report.md says why.</text>')
     if system.get("mode") == "quick":
-        parts.append(f'<text x="10" y="{legend_y + 18}" fill="#b00">Smoke run (--quick): noisy figures on a shared machine, not performance claims.</text>')
+        parts.append(f'<text x="10" y="{legend_y + 34}" fill="#b00">Smoke run (--quick): small files, 1 s jobs, noisy figures on a shared machine; not performance claims.</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
