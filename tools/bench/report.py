@@ -285,6 +285,8 @@ def build(results_dir):
     for target in targets:
         info = infos[target]
         status = "unavailable: " + info["unavailable"] if "unavailable" in info else "ok"
+        if "fsck" in info:
+            status += f"; image after the run: {info['fsck']}"
         add(f"| {target} | {info.get('mount_desc', '–')} | {info.get('findmnt', '–')} | {status} |")
     add("")
     add("## Results (median, min–max over the repeats)")

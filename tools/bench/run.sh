@@ -378,6 +378,9 @@ setup_cowdax() {
         return 1
     fi
     push_cleanup "rm -f '$image'"
+    # Runs after the unmount and the daemon's exit (the stack unwinds in
+    # reverse): the image the benchmark wrote must check clean.
+    push_cleanup "check_cowdax_image '$image' '$out_dir/targets/cowdax.info'"
     mkdir -p "$mount_path"
     # -f keeps the daemon our child so its CPU time and RSS can be read.
     start_fuse_daemon cowdax "$mount_path" "$cowdax_bin" "$image" "$mount_path" -o "$options" -f || return 1
@@ -385,6 +388,18 @@ setup_cowdax() {
     mount_desc="cowdax mkfs --size $(image_bytes_for_files) IMG; cowdax IMG MNT -o $options -f (image on /dev/shm)"
 }
 cowdax_has_counters=0
+
+# Read-only fsck of the image after the run; the verdict goes into the report.
+check_cowdax_image() {
+    local image=$1 info=$2 status=0
+    "$cowdax_bin" fsck -n "$image" >"$out_dir/logs/cowdax.fsck.log" 2>&1 || status=$?
+    if ((status == 0)); then
+        echo "fsck=clean (cowdax fsck -n after unmount)" >>"$info"
+    else
+        echo "fsck=NOT CLEAN: cowdax fsck -n exited $status, see logs/cowdax.fsck.log" >>"$info"
+        log "   cowdax fsck -n exited $status after the run (logs/cowdax.fsck.log)"
+    fi
+}
 
 # Reasons a job cannot run on a target (empty: it can).
 job_na_reason() {
