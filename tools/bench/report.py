@@ -272,7 +272,10 @@ def build(results_dir):
         ("date_utc", "date (UTC)"), ("kernel", "kernel"), ("cpu", "CPU"), ("cpus", "CPUs"),
         ("memory", "memory"), ("fio", "fio"), ("mode", "mode"), ("repeats", "repeats"),
         ("file_size", "fio file size (each of 2 files)"), ("runtime_seconds", "seconds per fio job"),
-        ("meta_files", "files in the metadata job"), ("git_commit", "cowdax commit"),
+        ("meta_files", "files in the metadata job"), ("git_commit", "harness commit (git HEAD of the checkout)"),
+        ("cowdax_binary", "cowdax binary"), ("cowdax_version", "cowdax --version"),
+        ("cowdax_binary_mtime", "cowdax binary built (UTC)"), ("cowdax_build_note", "cowdax built from"),
+        ("fuse_max_pages_limit", "fs.fuse.max_pages_limit"),
     ):
         add(f"| {label} | {system.get(key, '?')} |")
     add(f"| load average before | {load_before} |")

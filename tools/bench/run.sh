@@ -15,6 +15,10 @@
 # on a cleanup stack and torn down on exit, on error and on SIGINT/SIGTERM.
 set -euo pipefail
 
+# The whole script is one function, called on the last line, so bash parses
+# it completely before running it: editing run.sh while a run is in progress
+# cannot change that run.
+main() {
 here=$(cd "$(dirname "$0")" && pwd)
 repo_root=$(cd "$here/../.." && pwd)
 
@@ -188,6 +192,7 @@ loadavg_1min() { cut -d' ' -f1 /proc/loadavg; }
     echo "runtime_seconds=$runtime_seconds"
     echo "meta_files=$meta_files"
     echo "git_commit=$(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "fuse_max_pages_limit=$(cat /proc/sys/fs/fuse/max_pages_limit 2>/dev/null || echo unknown)"
     echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$out_dir/system.env"
 
@@ -206,6 +211,15 @@ if [[ -z $cowdax_bin ]]; then
     else
         cowdax_bin=$(command -v cowdax || true)
     fi
+fi
+
+if [[ -n $cowdax_bin && -x $cowdax_bin ]]; then
+    {
+        echo "cowdax_binary=$cowdax_bin"
+        echo "cowdax_version=$("$cowdax_bin" --version 2>/dev/null | head -n 1)"
+        echo "cowdax_binary_mtime=$(date -u -r "$cowdax_bin" '+%Y-%m-%d %H:%M:%S')"
+        echo "cowdax_build_note=${COWDAX_BUILD_NOTE:-}"
+    } >>"$out_dir/system.env"
 fi
 
 # ---------------------------------------------------------------------------
@@ -555,3 +569,6 @@ if [[ -n $publish_dir ]]; then
     cp "$out_dir/report.md" "$out_dir/chart.svg" "$out_dir/summary.json" "$publish_dir/"
     log "published to $publish_dir"
 fi
+}
+
+main "$@"
