@@ -419,7 +419,7 @@ check_cowdax_image() {
 job_na_reason() {
     local target=$1 job=$2
     case $target:$job in
-        null:metadata) echo "the null fs serves one file and no directory: nothing to create" ;;
+        null:metadata | null:copy) echo "the null fs serves one file and no directory: nothing to create" ;;
     esac
 }
 
@@ -480,6 +480,24 @@ run_fio_job() {
         fio --output-format=json "$here/jobs/$job.fio"
 }
 
+# timed_copy SRC DST: one `cp` (coreutils: FICLONE, then copy_file_range,
+# then read/write), timed, printed as JSON; DST is removed afterwards.
+timed_copy() {
+    local source=$1 destination=$2 start_ns end_ns bytes
+    bytes=$(stat -c %s "$source")
+    start_ns=$(date +%s%N)
+    cp --reflink=auto "$source" "$destination"
+    end_ns=$(date +%s%N)
+    rm -f "$destination"
+    printf '{"bytes": %d, "seconds": %s}\n' "$bytes" \
+        "$(awk -v ns=$((end_ns - start_ns)) 'BEGIN {printf "%.6f", ns / 1e9}')"
+}
+
+run_copy_job() {
+    local target=$1 rep=$2
+    run_one "$target" copy "$rep" timed_copy "$bench_file1" "$data_dir/copy.rep$rep"
+}
+
 run_metadata_job() {
     local target=$1 rep=$2
     local meta_dir=$data_dir/metabench.rep$rep
@@ -516,7 +534,7 @@ bench_target() {
         local mount_path=${data_dir:-$bench_file1}
         echo "findmnt=$(findmnt -rn -o FSTYPE,OPTIONS --mountpoint "$mount_path" | head -n 1)"
         echo "daemon=$( [[ -n $daemon_pid ]] && echo yes || echo no)"
-        for job in "${all_jobs[@]}" metadata; do
+        for job in "${all_jobs[@]}" copy metadata; do
             local reason note
             reason=$(job_na_reason "$target" "$job")
             note=$(job_note "$target" "$job")
@@ -542,6 +560,9 @@ bench_target() {
             if [[ -n $(job_na_reason "$target" "$job") ]]; then continue; fi
             run_fio_job "$target" "$job" "$rep"
         done
+        if [[ -z $(job_na_reason "$target" copy) ]]; then
+            run_copy_job "$target" "$rep"
+        fi
         if [[ -z $(job_na_reason "$target" metadata) ]]; then
             run_metadata_job "$target" "$rep"
         fi
@@ -558,7 +579,7 @@ for target in "${targets[@]}"; do
 done
 
 echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$out_dir/system.env"
-printf '%s\n' "${all_jobs[@]}" metadata >"$out_dir/jobs.list"
+printf '%s\n' "${all_jobs[@]}" copy metadata >"$out_dir/jobs.list"
 printf '%s\n' "${targets[@]}" >"$out_dir/targets.list"
 
 log "rendering the report"
