@@ -389,21 +389,28 @@ def build(results_dir):
 
     add("## cowdax persistence work per operation")
     add("")
-    cowdax_cells = [(row, text, cells.get(("cowdax", row))) for row, _, text, _ in rows]
-    if any(cell and cell.counter_deltas for _, _, cell in cowdax_cells):
-        add("Media counters (DESIGN.md §3) read from the daemon before and after each job, divided by the job's operations (fio I/Os, or files for metadata), median over repeats. On DRAM-emulated pmem stores are cheaper than on real pmem: these counts are the honest measure of persistence effort.")
+    cowdax_targets = [t for t in targets if t.split("@")[0] == "cowdax"]
+    with_counters = [t for t in cowdax_targets if any(cells[(t, row)].counter_deltas for row, *_ in rows)]
+    if with_counters:
+        add("Media counters (DESIGN.md §3) read from the daemon before and after each job, divided by the job's operations (fio I/Os, files for metadata, one per copy), median over repeats. On DRAM-emulated pmem stores are cheaper than on real pmem: these counts are the honest measure of persistence effort.")
         add("")
+    for target in with_counters:
+        if len(cowdax_targets) > 1:
+            add(f"### {target}")
+            add("")
         add("| job | " + " | ".join(f"{name}/op" for name in COUNTER_NAMES) + " |")
         add("|---|" + "---|" * len(COUNTER_NAMES))
-        for row, text, cell in cowdax_cells:
-            if not cell or not cell.counter_deltas:
+        for row, _, text, _ in rows:
+            cell = cells[(target, row)]
+            if not cell.counter_deltas:
                 continue
             per_op = []
             for name in COUNTER_NAMES:
                 samples = [deltas[name] / max(ops, 1) for deltas, ops in zip(cell.counter_deltas, cell.ops) if name in deltas]
                 per_op.append(f"{statistics.median(samples):.2f}" if samples else "–")
             add(f"| {text} | " + " | ".join(per_op) + " |")
-    else:
+        add("")
+    if not with_counters:
         add("Not available in this run: the cowdax daemon does not expose its media counters yet. Hook: `cowdax_counters` in tools/bench/run.sh runs `$COWDAX_COUNTERS_CMD MNT` (or `cowdax counters --json MNT` when the binary has that subcommand) before and after each job; it must print one JSON object with the fields of `media::Counters` (" + ", ".join(COUNTER_NAMES) + ").")
     add("")
 
@@ -460,7 +467,7 @@ def render_svg(targets, rows, cells, system):
     label_width = 430
     cell_width = 100
     cell_height = 24
-    top = 70
+    top = 84
     width = max(label_width + cell_width * len(targets) + 20, 900)
     height = top + cell_height * len(rows) + 90
     parts = [
@@ -471,7 +478,11 @@ def render_svg(targets, rows, cells, system):
     ]
     for column, target in enumerate(targets):
         x = label_width + column * cell_width + cell_width / 2
-        parts.append(f'<text x="{x:.0f}" y="{top - 8}" text-anchor="middle" font-weight="bold">{svg_escape(target)}</text>')
+        name, _, options = target.partition("@")
+        parts.append(f'<text x="{x:.0f}" y="{top - 8}" text-anchor="middle" font-weight="bold">{svg_escape(name)}</text>')
+        if options:
+            # Variant options on a line of their own, above the name.
+            parts.append(f'<text x="{x:.0f}" y="{top - 22}" text-anchor="middle" font-size="9">{svg_escape(options.replace("+", ","))}</text>')
     for index, (row, _, text, unit) in enumerate(rows):
         y = top + index * cell_height
         baseline = reference_value(cells, BASELINE, row)

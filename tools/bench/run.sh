@@ -81,8 +81,11 @@ fi
 
 IFS=, read -r -a targets <<<"$targets_csv"
 for target in "${targets[@]}"; do
-    if [[ " ${all_targets[*]} " != *" $target "* ]]; then
-        echo "run.sh: unknown target '$target' (known: ${all_targets[*]})" >&2
+    # cowdax@OPTS is cowdax mounted with -o OPTS ('+' stands for ','), e.g.
+    # cowdax@writeback_cache+threads=4, to compare settings in one run.
+    if [[ " ${all_targets[*]} " != *" ${target%%@*} "* || ! $target =~ ^[A-Za-z0-9_@=+.-]+$ ]] ||
+        [[ $target == *@* && ${target%%@*} != cowdax ]]; then
+        echo "run.sh: unknown target '$target' (known: ${all_targets[*]}, cowdax@OPT+OPT...)" >&2
         exit 1
     fi
 done
@@ -384,20 +387,24 @@ setup_cowdax() {
     if "$cowdax_bin" --help 2>/dev/null | grep -qw counters; then
         cowdax_has_counters=1
     fi
-    local image=$work_dir/cowdax.img mount_path=$work_dir/mnt/cowdax
-    local options=${COWDAX_MOUNT_OPTS:-rw}
-    if ! "$cowdax_bin" mkfs --size "$(image_bytes_for_files)" "$image" >"$out_dir/logs/cowdax.mkfs.log" 2>&1; then
-        setup_failure="cowdax mkfs failed: $(tail -n 2 "$out_dir/logs/cowdax.mkfs.log" | tr '\n' ' ')"
+    local label=$1 options=${COWDAX_MOUNT_OPTS:-rw}
+    if [[ $label == *@* ]]; then
+        options=${label#*@}
+        options=${options//+/,}
+    fi
+    local image=$work_dir/$label.img mount_path=$work_dir/mnt/$label
+    if ! "$cowdax_bin" mkfs --size "$(image_bytes_for_files)" "$image" >"$out_dir/logs/$label.mkfs.log" 2>&1; then
+        setup_failure="cowdax mkfs failed: $(tail -n 2 "$out_dir/logs/$label.mkfs.log" | tr '\n' ' ')"
         rm -f "$image"
         return 1
     fi
     push_cleanup "rm -f '$image'"
     # Runs after the unmount and the daemon's exit (the stack unwinds in
     # reverse): the image the benchmark wrote must check clean.
-    push_cleanup "check_cowdax_image '$image' '$out_dir/targets/cowdax.info'"
+    push_cleanup "check_cowdax_image '$image' '$out_dir/targets/$label.info' '$label'"
     mkdir -p "$mount_path"
     # -f keeps the daemon our child so its CPU time and RSS can be read.
-    start_fuse_daemon cowdax "$mount_path" "$cowdax_bin" "$image" "$mount_path" -o "$options" -f || return 1
+    start_fuse_daemon "$label" "$mount_path" "$cowdax_bin" "$image" "$mount_path" -o "$options" -f || return 1
     data_dir=$mount_path
     mount_desc="cowdax mkfs --size $(image_bytes_for_files) IMG; cowdax IMG MNT -o $options -f (image on /dev/shm)"
 }
@@ -405,19 +412,19 @@ cowdax_has_counters=0
 
 # Read-only fsck of the image after the run; the verdict goes into the report.
 check_cowdax_image() {
-    local image=$1 info=$2 status=0
-    "$cowdax_bin" fsck -n "$image" >"$out_dir/logs/cowdax.fsck.log" 2>&1 || status=$?
+    local image=$1 info=$2 label=$3 status=0
+    "$cowdax_bin" fsck -n "$image" >"$out_dir/logs/$label.fsck.log" 2>&1 || status=$?
     if ((status == 0)); then
         echo "fsck=clean (cowdax fsck -n after unmount)" >>"$info"
     else
-        echo "fsck=NOT CLEAN: cowdax fsck -n exited $status, see logs/cowdax.fsck.log" >>"$info"
-        log "   cowdax fsck -n exited $status after the run (logs/cowdax.fsck.log)"
+        echo "fsck=NOT CLEAN: cowdax fsck -n exited $status, see logs/$label.fsck.log" >>"$info"
+        log "   $label: cowdax fsck -n exited $status after the run (logs/$label.fsck.log)"
     fi
 }
 
 # Reasons a job cannot run on a target (empty: it can).
 job_na_reason() {
-    local target=$1 job=$2
+    local target=${1%%@*} job=$2
     case $target:$job in
         null:metadata | null:copy) echo "the null fs serves one file and no directory: nothing to create" ;;
     esac
@@ -425,7 +432,7 @@ job_na_reason() {
 
 # Notes attached to a figure that did run but means something particular.
 job_note() {
-    local target=$1 job=$2
+    local target=${1%%@*} job=$2
     case $target:$job in
         null:*-2jobs) echo "both jobs use the null fs's single file" ;;
         null:randwrite-4k-fsync) echo "null has no fsync: the kernel stops sending it after the first ENOSYS" ;;
@@ -453,10 +460,10 @@ run_one() {
     local base=$out_dir/raw/$target/$job.rep$rep
     local ticks_before ticks_after counters_before="" counters_after="" status=0
     ticks_before=$(daemon_cpu_ticks "$daemon_pid")
-    if [[ $target == cowdax ]]; then counters_before=$(cowdax_counters "$data_dir"); fi
+    if [[ ${target%%@*} == cowdax ]]; then counters_before=$(cowdax_counters "$data_dir"); fi
     "$@" >"$base.json" 2>"$base.err" || status=$?
     ticks_after=$(daemon_cpu_ticks "$daemon_pid")
-    if [[ $target == cowdax ]]; then counters_after=$(cowdax_counters "$data_dir"); fi
+    if [[ ${target%%@*} == cowdax ]]; then counters_after=$(cowdax_counters "$data_dir"); fi
     {
         echo "status=$status"
         echo "clock_ticks_per_second=$(getconf CLK_TCK)"
@@ -518,7 +525,7 @@ bench_target() {
     data_dir="" bench_file1="" bench_file2="" daemon_pid="" mount_desc="" layout_needed=1 setup_failure=""
     mkdir -p "$out_dir/raw/$target"
     log "== $target: setting up"
-    if ! "setup_$target" || { [[ -z $bench_file1 ]] && [[ -z $data_dir ]]; }; then
+    if ! "setup_${target%%@*}" "$target" || { [[ -z $bench_file1 ]] && [[ -z $data_dir ]]; }; then
         setup_failure=${setup_failure:-setup of $target failed}
         log "   $target unavailable: $setup_failure"
         echo "unavailable=$setup_failure" >"$info"
