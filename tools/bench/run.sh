@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # shellcheck takes the functions nested in main() for unreachable because of the `exit` after the call
 # cowdax side-by-side benchmark: one command sets up every target on
 # DRAM-backed images under /dev/shm, runs the same fio job set (and the
 # metadata helper) on each, repeats everything, and renders a report.
@@ -42,7 +43,7 @@ out_dir=""
 publish_dir=""
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '3,16p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while (($#)); do
@@ -599,4 +600,5 @@ if [[ -n $publish_dir ]]; then
 fi
 }
 
-main "$@"
+# exit on the same line: bash must not read past it if the file is edited meanwhile.
+main "$@"; exit "$?"
