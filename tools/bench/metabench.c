@@ -11,6 +11,9 @@
  * measured.
  *
  * Usage: metabench DIR COUNT FILE_BYTES
+ *        metabench --populate DIR COUNT FILE_BYTES
+ * The --populate form only creates the files and keeps them, 10,000 per
+ * subdirectory DIR/pNNNNN (for the mount-time test of tools/bench/mount_scale.sh).
  * Exit status: 0 on success, 1 on bad usage, 2 when a system call fails (the
  * failing call and file are printed on stderr).
  */
@@ -49,14 +52,76 @@ static int parse_count(const char *text, long max, long *value)
 	return 0;
 }
 
+/* Writes one new file of file_bytes bytes at path. Returns 0 or fail()'s code. */
+static int create_file(const char *path, const char *payload, long file_bytes)
+{
+	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0644);
+	if (fd < 0)
+		return fail("open", path);
+	ssize_t written = write(fd, payload, (size_t)file_bytes);
+	if (written != file_bytes) {
+		if (written >= 0)
+			errno = EIO;
+		close(fd);
+		return fail("write", path);
+	}
+	if (close(fd) != 0)
+		return fail("close", path);
+	return 0;
+}
+
+/* Files per subdirectory in --populate mode: keeps directories small enough
+ * that no target is measured on huge-directory behaviour. */
+#define POPULATE_FILES_PER_DIR 10000
+
+static int populate(const char *root, long file_count, const char *payload, long file_bytes)
+{
+	char path[4200];
+	double start = now_seconds();
+	for (long i = 0; i < file_count; i++) {
+		long dir_index = i / POPULATE_FILES_PER_DIR;
+		if (i % POPULATE_FILES_PER_DIR == 0) {
+			snprintf(path, sizeof path, "%s/p%05ld", root, dir_index);
+			if (mkdir(path, 0755) != 0)
+				return fail("mkdir", path);
+		}
+		snprintf(path, sizeof path, "%s/p%05ld/f%07ld", root, dir_index, i);
+		int status = create_file(path, payload, file_bytes);
+		if (status != 0)
+			return status;
+	}
+	double seconds = now_seconds() - start;
+	printf("{\"files\": %ld, \"file_bytes\": %ld, \"create_seconds\": %.6f, "
+	       "\"create_per_second\": %.1f}\n",
+	       file_count, file_bytes, seconds, (double)file_count / seconds);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	long file_count = 0;
 	long file_bytes = 0;
+	int populate_only = argc == 5 && strcmp(argv[1], "--populate") == 0;
+	if (populate_only) {
+		argv++;
+		argc--;
+	}
 	if (argc != 4 || parse_count(argv[2], 10000000, &file_count) != 0 ||
 	    parse_count(argv[3], 1 << 20, &file_bytes) != 0) {
-		fprintf(stderr, "usage: metabench DIR COUNT(1..10000000) FILE_BYTES(1..1048576)\n");
+		fprintf(stderr, "usage: metabench [--populate] DIR COUNT(1..10000000) FILE_BYTES(1..1048576)\n");
 		return 1;
+	}
+
+	if (populate_only) {
+		char *payload = malloc((size_t)file_bytes);
+		if (payload == NULL) {
+			fprintf(stderr, "metabench: out of memory\n");
+			return 2;
+		}
+		memset(payload, 0x5a, (size_t)file_bytes);
+		int status = populate(argv[1], file_count, payload, file_bytes);
+		free(payload);
+		return status;
 	}
 
 	char dir_path[4096];
@@ -78,18 +143,9 @@ int main(int argc, char **argv)
 	double start = now_seconds();
 	for (long i = 0; i < file_count; i++) {
 		snprintf(path, sizeof path, "%s/f%07ld", dir_path, i);
-		int fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0644);
-		if (fd < 0)
-			return fail("open", path);
-		ssize_t written = write(fd, payload, (size_t)file_bytes);
-		if (written != file_bytes) {
-			if (written >= 0)
-				errno = EIO;
-			close(fd);
-			return fail("write", path);
-		}
-		if (close(fd) != 0)
-			return fail("close", path);
+		int status = create_file(path, payload, file_bytes);
+		if (status != 0)
+			return status;
 	}
 	double create_seconds = now_seconds() - start;
 

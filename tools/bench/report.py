@@ -288,6 +288,8 @@ def build(results_dir):
         ("cowdax_binary_mtime", "cowdax binary built (UTC)"), ("cowdax_build_note", "cowdax built from"),
         ("fuse_max_pages_limit", "fs.fuse.max_pages_limit"),
     ):
+        if key.startswith("cowdax_") and not system.get(key):
+            continue  # no cowdax binary, or no build note given
         add(f"| {label} | {system.get(key, '?')} |")
     add(f"| load average before | {load_before} |")
     add(f"| load average after | {load_after} |")
