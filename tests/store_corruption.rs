@@ -206,8 +206,14 @@ fn corrupt_checkpoint_falls_back_when_the_older_superblock_covers_it() {
             "{what}: older superblock B used"
         );
         assert_eq!(logical_state(&recovered), fx.log, "{what}");
-        let report = inspect(&fx.sim).to_text();
+        let inspection = inspect(&fx.sim);
+        assert_eq!(inspection.fallback, Some(Some(1)), "{what}");
+        let report = inspection.to_text();
         assert!(report.contains("BAD"), "{what}: {report}");
+        assert!(
+            report.contains("falls back to superblock B"),
+            "{what}: {report}"
+        );
     }
 }
 
@@ -258,6 +264,8 @@ fn checkpoint_fallback_is_refused_once_the_journal_moved_on() {
     // overwritten journal makes it unusable.
     let report = inspect(&sim);
     assert!(report.superblocks.iter().all(|s| s.result.is_ok()));
+    assert_eq!(report.fallback, Some(None));
+    assert!(report.to_text().contains("open refuses this image"));
 }
 
 #[test]

@@ -141,9 +141,14 @@ fn journal_full_until_checkpoint_frees_the_ring() {
     let mut log = Vec::new();
     let mut full = false;
     for i in 0..1000 {
+        let fits = store.commit_fits(200);
         match store.commit(&payload(i, 200)) {
-            Ok(_) => log.push(payload(i, 200)),
+            Ok(_) => {
+                assert!(fits, "commit_fits said no but it fit");
+                log.push(payload(i, 200));
+            }
             Err(StoreError::JournalFull) => {
+                assert!(!fits, "commit_fits said yes but the journal was full");
                 full = true;
                 break;
             }
@@ -415,4 +420,163 @@ fn page_cache_commits_become_durable_at_sync() {
     let (_, kept) = open(&SimMedia::from_image(sim.durable_image()), Access::ReadOnly).unwrap();
     assert_eq!(kept.transactions, vec![b"one".to_vec(), b"two".to_vec()]);
     assert_clean(&sim);
+}
+
+#[test]
+fn read_write_open_makes_replayed_page_cache_records_durable() {
+    let sim = formatted(SMALL_BLOCKS, SMALL_JOURNAL_BYTES);
+    let (mut store, _) =
+        Store::open(Arc::new(PageCacheSim(sim.clone())), Access::ReadWrite).unwrap();
+    store.commit(b"unsynced one").unwrap();
+    store.commit(b"unsynced two").unwrap();
+    // The process dies without sync: the records live only in the page
+    // cache (dirty, not durable), where a new process finds them.
+    drop(store);
+    let restarted = SimMedia::from_image(sim.durable_image());
+    restarted.write(0, &sim.volatile_image()).unwrap();
+    let (store, recovered) =
+        Store::open(Arc::new(PageCacheSim(restarted.clone())), Access::ReadWrite).unwrap();
+    assert_eq!(recovered.transactions.len(), 2);
+    assert_eq!(store.durable_seq(), 2);
+    let (_, after_power_loss) = open(
+        &SimMedia::from_image(restarted.durable_image()),
+        Access::ReadOnly,
+    )
+    .unwrap();
+    assert_eq!(after_power_loss.transactions, recovered.transactions);
+    assert_clean(&restarted);
+}
+
+#[test]
+fn inspection_reports_superblocks_checkpoint_and_journal() {
+    let sim = formatted(SMALL_BLOCKS, SMALL_JOURNAL_BYTES);
+    let (mut store, _) = open(&sim, Access::ReadWrite).unwrap();
+    let mut log = Vec::new();
+    for i in 0..5 {
+        log.push(payload(i, 40));
+        store.commit(&log[i]).unwrap();
+    }
+    let extents = checkpoint(&mut store, &log, true);
+    for i in 5..8 {
+        log.push(payload(i, 40));
+        store.commit(&log[i]).unwrap();
+    }
+    let inspection = cowdax::store::inspect(&sim);
+    assert!(inspection.is_healthy());
+    assert_eq!(inspection.current, Some(0));
+    let journal = inspection.journal.as_ref().unwrap();
+    assert_eq!(
+        (journal.records, journal.first_seq, journal.last_seq),
+        (3, Some(6), Some(8))
+    );
+    assert_eq!(journal.payload_bytes, 120);
+    let cp = inspection.checkpoint.as_ref().unwrap();
+    assert_eq!(cp.descriptor.as_ref().unwrap().extents, extents);
+    let text = inspection.to_text();
+    for expected in [
+        "superblock A (current): valid, seq 4",
+        "superblock B: valid, seq 3",
+        "label \"test\"",
+        "payload crc ok",
+        "3 transactions, seq 6..=8",
+        "replay stops at offset",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert_clean(&sim);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Commit(usize),
+    Checkpoint { fragmented: bool },
+    Sync,
+    Reopen,
+    CrashAndReopen,
+}
+
+fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        8 => (0usize..2000).prop_map(Op::Commit),
+        1 => any::<bool>().prop_map(|fragmented| Op::Checkpoint { fragmented }),
+        1 => Just(Op::Sync),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::CrashAndReopen),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Random operation sequences against a model (the list of committed
+    /// transactions and how many of them are durable).
+    #[test]
+    fn random_operation_sequences_match_the_model(
+        ops in proptest::collection::vec(op_strategy(), 1..60),
+        page_cache in proptest::prelude::any::<bool>(),
+    ) {
+        let mut sim = formatted(4 * SMALL_BLOCKS, SMALL_JOURNAL_BYTES);
+        let media_of = |sim: &SimMedia| -> Arc<dyn Media> {
+            if page_cache {
+                Arc::new(PageCacheSim(sim.clone()))
+            } else {
+                Arc::new(sim.clone())
+            }
+        };
+        let (mut store, _) = Store::open(media_of(&sim), Access::ReadWrite).unwrap();
+        let mut log: Vec<Vec<u8>> = Vec::new();
+        let mut durable = 0usize;
+        for (index, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Commit(len) => {
+                    let p = payload(index, len);
+                    match store.commit(&p) {
+                        Ok(seq) => {
+                            log.push(p);
+                            proptest::prop_assert_eq!(seq, store.last_seq());
+                        }
+                        Err(StoreError::JournalFull) => {
+                            proptest::prop_assert!(!store.commit_fits(len));
+                        }
+                        Err(err) => panic!("commit: {err}"),
+                    }
+                }
+                Op::Checkpoint { fragmented } => {
+                    checkpoint(&mut store, &log, fragmented);
+                    durable = log.len();
+                }
+                Op::Sync => {
+                    store.sync().unwrap();
+                    durable = log.len();
+                }
+                Op::Reopen => {
+                    drop(store);
+                    let (reopened, recovered) =
+                        Store::open(media_of(&sim), Access::ReadWrite).unwrap();
+                    proptest::prop_assert_eq!(&logical_state(&recovered), &log);
+                    store = reopened;
+                    durable = log.len();
+                }
+                Op::CrashAndReopen => {
+                    drop(store);
+                    sim = SimMedia::from_image(sim.durable_image());
+                    let (reopened, recovered) =
+                        Store::open(media_of(&sim), Access::ReadWrite).unwrap();
+                    let state = logical_state(&recovered);
+                    proptest::prop_assert!(state.len() >= durable && state.len() <= log.len());
+                    proptest::prop_assert_eq!(&state[..], &log[..state.len()]);
+                    log.truncate(state.len());
+                    store = reopened;
+                    durable = log.len();
+                }
+            }
+            if !page_cache {
+                durable = log.len();
+            }
+            proptest::prop_assert!(store.durable_seq() >= durable as u64);
+        }
+        drop(store);
+        assert_clean(&sim);
+    }
 }

@@ -4,11 +4,20 @@
 //! Inode numbers: the root directory is [`ROOT_INO`] (1, as FUSE expects).
 //! Every mutating operation is crash-atomic: one journal transaction.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::media::Media;
-use crate::store::{FormatOptions, StoreError};
+use crate::store::StoreError;
+
+mod apply;
+mod codec;
+mod data;
+mod engine;
+mod inode;
+mod namespace;
+mod scrub;
+mod space;
+
+pub use engine::Fs;
 
 /// Inode number.
 pub type Ino = u64;
@@ -102,6 +111,12 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<crate::media::MediaError> for Error {
+    fn from(e: crate::media::MediaError) -> Error {
+        Error::Store(StoreError::Media(e))
+    }
+}
 
 /// File type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -362,238 +377,4 @@ pub struct CheckReport {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenOptions {
     pub read_only: bool,
-}
-
-/// The filesystem. `Send + Sync`: every method takes `&self`.
-pub struct Fs {
-    media: Arc<dyn Media>,
-}
-
-/// Development placeholder: every body that calls this must be replaced
-/// before the branch merges to main.
-fn placeholder<T>() -> Result<T> {
-    Err(Error::NotSupported)
-}
-
-impl Fs {
-    /// Format `media` and create the root directory (mode 0755, owned by `creds`).
-    pub fn mkfs(media: Arc<dyn Media>, opts: &FormatOptions, creds: Creds) -> Result<()> {
-        let _ = (media, opts, creds);
-        placeholder()
-    }
-    /// Open (mount) a formatted region: load the checkpoint, replay the
-    /// journal, derive refcounts/owner map/free space, reclaim orphans.
-    pub fn open(media: Arc<dyn Media>, opts: OpenOptions) -> Result<Fs> {
-        let _ = (media, opts);
-        placeholder()
-    }
-    /// Checkpoint, mark clean. Further calls fail.
-    pub fn unmount(&self) -> Result<()> {
-        placeholder()
-    }
-    pub fn media(&self) -> &Arc<dyn Media> {
-        &self.media
-    }
-
-    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
-        let _ = (parent, name);
-        placeholder()
-    }
-    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
-        let _ = ino;
-        placeholder()
-    }
-    /// Size changes truncate/extend (shared blocks: decrement refcounts).
-    pub fn setattr(&self, ino: Ino, set: &SetAttr) -> Result<Attr> {
-        let _ = (ino, set);
-        placeholder()
-    }
-    /// Regular files, FIFOs, sockets, device nodes (`mode` includes S_IFMT).
-    pub fn mknod(
-        &self,
-        parent: Ino,
-        name: &[u8],
-        mode: u32,
-        rdev: u32,
-        creds: Creds,
-    ) -> Result<Attr> {
-        let _ = (parent, name, mode, rdev, creds);
-        placeholder()
-    }
-    pub fn mkdir(&self, parent: Ino, name: &[u8], perm: u32, creds: Creds) -> Result<Attr> {
-        let _ = (parent, name, perm, creds);
-        placeholder()
-    }
-    pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8], creds: Creds) -> Result<Attr> {
-        let _ = (parent, name, target, creds);
-        placeholder()
-    }
-    pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        let _ = ino;
-        placeholder()
-    }
-    pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr> {
-        let _ = (ino, new_parent, new_name);
-        placeholder()
-    }
-    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        let _ = (parent, name);
-        placeholder()
-    }
-    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        let _ = (parent, name);
-        placeholder()
-    }
-    pub fn rename(
-        &self,
-        parent: Ino,
-        name: &[u8],
-        new_parent: Ino,
-        new_name: &[u8],
-        flags: RenameFlags,
-    ) -> Result<()> {
-        let _ = (parent, name, new_parent, new_name, flags);
-        placeholder()
-    }
-    /// Calls `f` for entries after `offset` (0 = start, includes "." and "..")
-    /// until `f` returns false.
-    pub fn readdir(
-        &self,
-        ino: Ino,
-        offset: u64,
-        f: &mut dyn FnMut(&DirEntry) -> bool,
-    ) -> Result<()> {
-        let _ = (ino, offset, f);
-        placeholder()
-    }
-
-    /// An open file handle keeps an unlinked inode alive until `release`.
-    pub fn open_inode(&self, ino: Ino) -> Result<()> {
-        let _ = ino;
-        placeholder()
-    }
-    pub fn release_inode(&self, ino: Ino) -> Result<()> {
-        let _ = ino;
-        placeholder()
-    }
-    /// Zero-copy read: `f` gets the bytes (short at EOF), borrowed from the
-    /// mapping when they are contiguous, under the inode's read lock.
-    pub fn read_with(
-        &self,
-        ino: Ino,
-        offset: u64,
-        len: u32,
-        f: &mut dyn FnMut(&[u8]),
-    ) -> Result<()> {
-        let _ = (ino, offset, len, f);
-        placeholder()
-    }
-    pub fn read(&self, ino: Ino, offset: u64, len: u32) -> Result<Vec<u8>> {
-        let _ = (ino, offset, len);
-        placeholder()
-    }
-    /// Returns bytes written. Shared blocks are copied on write.
-    pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
-        let _ = (ino, offset, data);
-        placeholder()
-    }
-    pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: FallocMode) -> Result<()> {
-        let _ = (ino, offset, len, mode);
-        placeholder()
-    }
-    pub fn seek(&self, ino: Ino, offset: u64, whence: Whence) -> Result<u64> {
-        let _ = (ino, offset, whence);
-        placeholder()
-    }
-    /// Make the inode's data and metadata (or all, for `ino == 0`) durable.
-    pub fn fsync(&self, ino: Ino, datasync: bool) -> Result<()> {
-        let _ = (ino, datasync);
-        placeholder()
-    }
-    pub fn statfs(&self) -> Result<StatFs> {
-        placeholder()
-    }
-
-    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        let _ = (ino, name);
-        placeholder()
-    }
-    pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrSetMode) -> Result<()> {
-        let _ = (ino, name, value, mode);
-        placeholder()
-    }
-    pub fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
-        let _ = ino;
-        placeholder()
-    }
-    pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
-        let _ = (ino, name);
-        placeholder()
-    }
-
-    /// Share `len` bytes (block-aligned offsets; `len` may end at the source's
-    /// EOF) from `src` to `dst`. Same file and overlapping ranges allowed.
-    /// Returns bytes cloned. Extends `dst` if needed.
-    pub fn clone_range(
-        &self,
-        src: Ino,
-        src_off: u64,
-        dst: Ino,
-        dst_off: u64,
-        len: u64,
-    ) -> Result<u64> {
-        let _ = (src, src_off, dst, dst_off, len);
-        placeholder()
-    }
-    /// FIDEDUPERANGE semantics for one destination.
-    pub fn dedupe_range(
-        &self,
-        src: Ino,
-        src_off: u64,
-        dst: Ino,
-        dst_off: u64,
-        len: u64,
-    ) -> Result<DedupeOutcome> {
-        let _ = (src, src_off, dst, dst_off, len);
-        placeholder()
-    }
-    /// Clone the block-aligned middle and byte-copy head/tail (copy_file_range).
-    pub fn copy_range(
-        &self,
-        src: Ino,
-        src_off: u64,
-        dst: Ino,
-        dst_off: u64,
-        len: u64,
-    ) -> Result<u64> {
-        let _ = (src, src_off, dst, dst_off, len);
-        placeholder()
-    }
-
-    pub fn extents(&self, ino: Ino) -> Result<Vec<ExtentInfo>> {
-        let _ = ino;
-        placeholder()
-    }
-    /// Owners of physical blocks `phys_block..phys_block+len_blocks`.
-    pub fn owners(&self, phys_block: u64, len_blocks: u64) -> Result<Vec<Owner>> {
-        let _ = (phys_block, len_blocks);
-        placeholder()
-    }
-    pub fn usage(&self) -> Result<Usage> {
-        placeholder()
-    }
-    /// Paths of an inode (for fsmap output), at most `max` of them.
-    pub fn paths_of(&self, ino: Ino, max: usize) -> Result<Vec<Vec<u8>>> {
-        let _ = (ino, max);
-        placeholder()
-    }
-    /// Rebuild refcounts/owner map/free space from the extent maps and
-    /// compare with the live ones; check every DESIGN.md §5 invariant.
-    pub fn scrub(&self) -> Result<CheckReport> {
-        placeholder()
-    }
-    /// Write a checkpoint now.
-    pub fn checkpoint(&self) -> Result<()> {
-        placeholder()
-    }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::journal::StopReason;
 use super::superblock::{Superblock, SuperblockDefect};
-use super::{checkpoint, read_superblocks, ring_of, slot_name, PhysExtent};
+use super::{checkpoint, read_superblocks, ring_of, slot_name, PhysExtent, Store};
 use crate::media::Media;
 
 /// One superblock copy.
@@ -50,8 +50,12 @@ pub struct Inspection {
     pub media: String,
     pub media_bytes: u64,
     pub superblocks: Vec<SuperblockReport>,
-    /// Slot of the superblock `open` would start from (highest valid seq).
+    /// Slot of the valid superblock with the highest sequence.
     pub current: Option<usize>,
+    /// When the current superblock's checkpoint is bad: the slot `open`
+    /// falls back to (its checkpoint verifies and its journal covers the bad
+    /// one), or `None` when `open` will refuse the image.
+    pub fallback: Option<Option<usize>>,
     pub checkpoint: Option<CheckpointReport>,
     pub journal: Option<JournalReport>,
     /// Problems reading the media itself.
@@ -82,6 +86,7 @@ pub fn inspect(media: &dyn Media) -> Inspection {
         media_bytes: media.len(),
         superblocks: Vec::new(),
         current: None,
+        fallback: None,
         checkpoint: None,
         journal: None,
         errors: Vec::new(),
@@ -110,11 +115,23 @@ pub fn inspect(media: &dyn Media) -> Inspection {
         return inspection;
     };
     inspection.current = Some(slot);
+    let other = inspection
+        .superblocks
+        .iter()
+        .find(|r| r.slot != slot)
+        .and_then(|r| r.result.as_ref().ok().map(|copy| (r.slot, copy.clone())));
     if sb.checkpoint_block != 0 {
         let descriptor = checkpoint::read_descriptor(media, &sb);
         let payload = descriptor.as_ref().ok().map(|d| {
             checkpoint::read_payload(media, &sb.uuid, d).map(|payload| payload.len() as u64)
         });
+        let bad = descriptor.is_err() || matches!(payload, Some(Err(_)));
+        if bad {
+            inspection.fallback = Some(
+                Store::fallback(media, &sb, other.as_ref())
+                    .map(|(fallback_slot, _, _)| fallback_slot),
+            );
+        }
         inspection.checkpoint = Some(CheckpointReport {
             descriptor_block: sb.checkpoint_block,
             generation: sb.checkpoint_gen,
@@ -122,7 +139,12 @@ pub fn inspect(media: &dyn Media) -> Inspection {
             payload,
         });
     }
-    let scan = ring_of(&sb).scan(media, sb.journal_replay_offset, sb.journal_replay_seq);
+    let scan = ring_of(&sb).scan(
+        media,
+        sb.journal_replay_offset,
+        sb.journal_replay_seq,
+        sb.journal_replay_epoch,
+    );
     inspection.journal = Some(JournalReport {
         capacity_bytes: sb.journal_capacity_bytes(),
         replay_offset: sb.journal_replay_offset,
@@ -150,13 +172,23 @@ fn write_extents(f: &mut fmt::Formatter<'_>, extents: &[PhysExtent]) -> fmt::Res
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The usual 8-4-4-4-12 hex form.
+fn uuid_text(uuid: &[u8; 16]) -> String {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    format!(
+        "{}-{}-{}-{}-{}",
+        hex(&uuid[..4]),
+        hex(&uuid[4..6]),
+        hex(&uuid[6..8]),
+        hex(&uuid[8..10]),
+        hex(&uuid[10..])
+    )
 }
 
 impl fmt::Display for Inspection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "media: {} ({} bytes)", self.media, self.media_bytes)?;
+        writeln!(f, "media: {}", self.media)?;
+        writeln!(f, "region: {} bytes", self.media_bytes)?;
         for error in &self.errors {
             writeln!(f, "error: {error}")?;
         }
@@ -184,7 +216,12 @@ impl fmt::Display for Inspection {
                         "  version {}  features compat {:#x} incompat {:#x} ro_compat {:#x}",
                         sb.version, sb.compat, sb.incompat, sb.ro_compat
                     )?;
-                    writeln!(f, "  uuid {}  label {:?}", hex(&sb.uuid), sb.label_text())?;
+                    writeln!(
+                        f,
+                        "  uuid {}  label {:?}",
+                        uuid_text(&sb.uuid),
+                        sb.label_text()
+                    )?;
                     writeln!(
                         f,
                         "  block size {}  total blocks {}  journal blocks {}..{}  pool from block {}",
@@ -205,8 +242,11 @@ impl fmt::Display for Inspection {
                     }
                     writeln!(
                         f,
-                        "  journal replay from offset {} seq {}  epoch {}",
-                        sb.journal_replay_offset, sb.journal_replay_seq, sb.journal_epoch
+                        "  journal replay from offset {} seq {} epoch ≥ {}  current epoch {}",
+                        sb.journal_replay_offset,
+                        sb.journal_replay_seq,
+                        sb.journal_replay_epoch,
+                        sb.journal_epoch
                     )?;
                     writeln!(
                         f,
@@ -252,6 +292,20 @@ impl fmt::Display for Inspection {
                     }
                 }
             }
+        }
+        match self.fallback {
+            Some(Some(slot)) => writeln!(
+                f,
+                "recovery: the current checkpoint is bad; open falls back to superblock {} \
+                 (its checkpoint verifies and its journal covers the bad one)",
+                slot_name(slot)
+            )?,
+            Some(None) => writeln!(
+                f,
+                "recovery: the current checkpoint is bad and no other superblock can stand in: \
+                 open refuses this image"
+            )?,
+            None => {}
         }
         if let Some(j) = &self.journal {
             writeln!(

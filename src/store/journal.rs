@@ -30,6 +30,7 @@ const OFF_SEQ: usize = 8;
 const OFF_EPOCH: usize = 16;
 const OFF_PAYLOAD_LEN: usize = 24;
 const OFF_CRC: usize = 28;
+const _: () = assert!(RECORD_HEADER_BYTES == 32);
 const _: () = assert!(OFF_CRC + 4 == RECORD_HEADER_BYTES as usize);
 const _: () = assert!(RECORD_HEADER_BYTES <= RECORD_ALIGN_BYTES);
 
@@ -92,8 +93,9 @@ pub enum StopReason {
     NoMagic,
     /// A record of an older lap or an older history.
     StaleSequence { found: u64, expected: u64 },
-    /// A record written before the epoch of the previous one (a leftover of
-    /// a run that crashed, behind a history rewritten after recovery).
+    /// A record written before the epoch of the previous one, or before the
+    /// replay point was set (a leftover of a run that crashed, behind a
+    /// history rewritten after recovery).
     StaleEpoch { found: u64, previous: u64 },
     /// Unknown kind or flags.
     BadKind(u16),
@@ -116,7 +118,7 @@ impl std::fmt::Display for StopReason {
             }
             StopReason::StaleEpoch { found, previous } => write!(
                 f,
-                "record of epoch {found} after epoch {previous} (leftover of a crashed run)"
+                "record of epoch {found} where epoch {previous} or later is required (leftover of a crashed run)"
             ),
             StopReason::BadKind(kind) => write!(f, "unknown record kind {kind}"),
             StopReason::BadLength(len) => write!(f, "payload length {len} does not fit the ring"),
@@ -149,7 +151,7 @@ pub struct Scan {
     pub used_bytes: u64,
     /// Sequence number the next record gets.
     pub next_seq: u64,
-    /// Highest epoch seen (0 if no record).
+    /// Highest epoch seen (`min_epoch` if no record).
     pub max_epoch: u64,
     pub wrap_markers: u64,
     pub stop: StopReason,
@@ -164,16 +166,23 @@ pub struct Ring {
 }
 
 impl Ring {
-    /// Follow the chain from `start_offset`/`start_seq`. Never fails: every
-    /// problem ends the log and is reported in `stop`.
-    pub fn scan(&self, media: &dyn Media, start_offset: u64, start_seq: u64) -> Scan {
+    /// Follow the chain from `start_offset`/`start_seq`, accepting only
+    /// records of epoch ≥ `min_epoch`. Never fails: every problem ends the
+    /// log and is reported in `stop`.
+    pub fn scan(
+        &self,
+        media: &dyn Media,
+        start_offset: u64,
+        start_seq: u64,
+        min_epoch: u64,
+    ) -> Scan {
         let cap = self.capacity_bytes;
         let mut scan = Scan {
             records: Vec::new(),
             head_offset: start_offset,
             used_bytes: 0,
             next_seq: start_seq,
-            max_epoch: 0,
+            max_epoch: min_epoch,
             wrap_markers: 0,
             stop: StopReason::NoMagic,
         };

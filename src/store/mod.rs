@@ -18,6 +18,12 @@
 //! `| 0: superblock A | 1: superblock B | 2..2+J: journal ring | pool … |`
 //! The pool holds file data and checkpoint blocks; which pool blocks are in
 //! use is derived by the core (extent maps + checkpoint extents).
+//!
+//! The byte-level format, the commit protocol and the recovery rules are in
+//! docs/FORMAT.md.
+
+// The format is little-endian everywhere, spelled out at every conversion.
+#![deny(clippy::host_endian_bytes, clippy::big_endian_bytes)]
 
 pub mod checkpoint;
 pub mod inspect;
@@ -94,9 +100,6 @@ pub enum StoreError {
     /// Opened read-only.
     #[error("filesystem opened read-only")]
     ReadOnly,
-    /// Placeholder on development branches only; never on main.
-    #[error("not implemented yet")]
-    NotImplemented,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -260,7 +263,7 @@ pub(crate) fn ring_of(sb: &Superblock) -> journal::Ring {
 }
 
 /// What one superblock leads to: its checkpoint and journal.
-struct LoadedState {
+pub(crate) struct LoadedState {
     checkpoint: Option<Vec<u8>>,
     checkpoint_extents: Vec<PhysExtent>,
     scan: journal::Scan,
@@ -274,7 +277,12 @@ fn load_state(media: &dyn Media, sb: &Superblock) -> std::result::Result<LoadedS
         let payload = checkpoint::read_payload(media, &sb.uuid, &descriptor)?;
         (Some(payload), descriptor.extents)
     };
-    let scan = ring_of(sb).scan(media, sb.journal_replay_offset, sb.journal_replay_seq);
+    let scan = ring_of(sb).scan(
+        media,
+        sb.journal_replay_offset,
+        sb.journal_replay_seq,
+        sb.journal_replay_epoch,
+    );
     Ok(LoadedState {
         checkpoint,
         checkpoint_extents,
@@ -328,6 +336,7 @@ impl Store {
             journal_replay_offset: 0,
             journal_replay_seq: 1,
             journal_epoch: 1,
+            journal_replay_epoch: 1,
             sb_seq: 1,
             mount_count: 0,
             created_secs: now,
@@ -452,7 +461,12 @@ impl Store {
             head_offset: scan.head_offset,
             used_bytes: scan.used_bytes,
             next_seq: scan.next_seq,
-            epoch: sb.journal_epoch.max(scan.max_epoch),
+            // Above every epoch any record can carry: records are written
+            // only after their run's epoch reached a durable superblock.
+            epoch: valid
+                .iter()
+                .map(|(_, copy)| copy.journal_epoch)
+                .fold(scan.max_epoch, u64::max),
         };
         let mut store = Store {
             byte_persistent: media.kind().is_byte_persistent(),
@@ -466,6 +480,11 @@ impl Store {
             checkpoint_extents: state.checkpoint_extents,
         };
         if access == Access::ReadWrite {
+            // Records replayed from a page cache may not have reached the
+            // device yet (the previous process died before syncing): persist
+            // the live log so the superblock's fence below covers it, and
+            // durable_seq() = last_seq() is true.
+            store.persist_live_log()?;
             // A new epoch before any new record: leftovers of the crashed run
             // behind the replay stop point can never join the log again.
             let mut sb = store.sb.clone();
@@ -508,7 +527,7 @@ impl Store {
     /// and no block freed after the switch can be referenced by it (every
     /// transaction since is replayed). Otherwise the fallback would roll the
     /// filesystem back past blocks that may have been reused: refuse.
-    fn fallback(
+    pub(crate) fn fallback(
         media: &dyn Media,
         primary: &Superblock,
         other: Option<&(usize, Superblock)>,
@@ -534,6 +553,27 @@ impl Store {
             return None;
         }
         Some((*slot, sb.clone(), state))
+    }
+
+    fn persist_live_log(&self) -> Result<()> {
+        let journal = &self.journal;
+        let base = journal.ring.base_bytes;
+        let tail = self.sb.journal_replay_offset;
+        if journal.used_bytes == 0 {
+            return Ok(());
+        }
+        if tail < journal.head_offset {
+            self.media
+                .persist(base + tail, journal.head_offset - tail)?;
+        } else {
+            // The live log wraps (or fills the whole ring).
+            self.media
+                .persist(base + tail, journal.ring.capacity_bytes - tail)?;
+            if journal.head_offset > 0 {
+                self.media.persist(base, journal.head_offset)?;
+            }
+        }
+        Ok(())
     }
 
     /// Write `sb` to the other slot with a sequence above both copies, then
@@ -589,6 +629,9 @@ impl Store {
         if payload.len() > self.max_transaction_bytes() {
             return Err(StoreError::TransactionTooLarge(payload.len()));
         }
+        if !self.commit_fits(payload.len()) {
+            return Err(StoreError::JournalFull);
+        }
         let journal = self.journal;
         let cap = journal.ring.capacity_bytes;
         let record_bytes = journal::record_bytes(payload.len() as u64);
@@ -597,9 +640,6 @@ impl Store {
         } else {
             0
         };
-        if journal.used_bytes + wrap_waste + record_bytes > cap {
-            return Err(StoreError::JournalFull);
-        }
         let seq = journal.next_seq;
         let uuid = &journal.ring.uuid;
         let base = journal.ring.base_bytes;
@@ -630,9 +670,11 @@ impl Store {
         Ok(seq)
     }
 
-    /// Make every committed transaction durable.
+    /// Make every committed transaction durable. Always fences (even when
+    /// every transaction is already durable), so it also completes any other
+    /// `persist` issued on the media before it.
     pub fn sync(&mut self) -> Result<()> {
-        if self.access == Access::ReadOnly || self.durable_seq == self.last_seq() {
+        if self.access == Access::ReadOnly {
             return Ok(());
         }
         self.fence()
@@ -648,7 +690,27 @@ impl Store {
         self.durable_seq
     }
 
+    /// Whether a transaction of `payload_len` bytes fits in the ring now
+    /// (wrap waste included). When false, `commit` would return
+    /// `JournalFull` (or `TransactionTooLarge`): checkpoint first.
+    pub fn commit_fits(&self, payload_len: usize) -> bool {
+        if payload_len > self.max_transaction_bytes() {
+            return false;
+        }
+        let journal = &self.journal;
+        let cap = journal.ring.capacity_bytes;
+        let record_bytes = journal::record_bytes(payload_len as u64);
+        let wrap_waste = if cap - journal.head_offset < record_bytes {
+            cap - journal.head_offset
+        } else {
+            0
+        };
+        journal.used_bytes + wrap_waste + record_bytes <= cap
+    }
+
     /// Bytes still free in the journal ring (for the core's checkpoint policy).
+    /// A record also needs the space up to the ring end when it does not fit
+    /// there: use [`Store::commit_fits`] for an exact answer.
     pub fn journal_free_bytes(&self) -> u64 {
         self.journal.ring.capacity_bytes - self.journal.used_bytes
     }
@@ -679,7 +741,9 @@ impl Store {
     /// Write `payload` as the new checkpoint into `extents` (freshly
     /// allocated pool blocks, never the live checkpoint's), publish it by a
     /// superblock switch and empty the journal. Returns the old checkpoint's
-    /// extents, which are free once this returns.
+    /// extents, which are free once this returns. The descriptor goes to the
+    /// first block of `extents[0]`; all given extents (even blocks beyond
+    /// what the payload needs) belong to the checkpoint until it is replaced.
     pub fn write_checkpoint(
         &mut self,
         payload: &[u8],
@@ -728,6 +792,9 @@ impl Store {
         sb.journal_replay_offset = self.journal.head_offset;
         sb.journal_replay_seq = self.journal.next_seq;
         sb.journal_epoch = self.journal.epoch;
+        // Records from now on carry this epoch; anything older at or after
+        // the new replay point is a leftover.
+        sb.journal_replay_epoch = self.journal.epoch;
         self.write_superblock(sb)?;
         self.journal.used_bytes = 0;
         Ok(std::mem::replace(

@@ -24,6 +24,12 @@ pub const SUPERBLOCK_BLOCKS: [u64; 2] = [0, 1];
 /// The journal always starts right after the superblocks.
 pub const JOURNAL_START_BLOCK: u64 = 2;
 
+/// Upper bound for every counter in the superblock (sequences, epochs,
+/// generation, mount count). Validation refuses larger values, so the `+ 1`
+/// applied to them later can never overflow (2^62 increments are out of
+/// reach).
+pub const COUNTER_MAX: u64 = 1 << 62;
+
 /// Feature flags this version understands. Unknown `incompat` bits make the
 /// image unreadable, unknown `ro_compat` bits make it read-only, unknown
 /// `compat` bits are ignored.
@@ -57,12 +63,15 @@ const OFF_SB_SEQ: usize = 208;
 const OFF_MOUNT_COUNT: usize = 216;
 const OFF_CREATED: usize = 224;
 const OFF_LAST_MOUNTED: usize = 232;
-const OFF_RESERVED: usize = 240;
+const OFF_REPLAY_EPOCH: usize = 240;
+const OFF_RESERVED: usize = 248;
 const OFF_CRC: usize = 508;
 
+const _: () = assert!(SUPERBLOCK_BYTES == 512);
 const _: () = assert!(OFF_LABEL + LABEL_BYTES == OFF_BLOCK_SIZE);
 const _: () = assert!(OFF_RESERVED0 + 4 == OFF_REPLAY_OFFSET);
-const _: () = assert!(OFF_LAST_MOUNTED + 8 == OFF_RESERVED);
+const _: () = assert!(OFF_LAST_MOUNTED + 8 == OFF_REPLAY_EPOCH);
+const _: () = assert!(OFF_REPLAY_EPOCH + 8 == OFF_RESERVED);
 const _: () = assert!(OFF_CRC + 4 == SUPERBLOCK_BYTES);
 const _: () = assert!(SUPERBLOCK_BYTES as u64 <= BLOCK_SIZE);
 const _: () = assert!(SUPERBLOCK_BYTES % 64 == 0);
@@ -115,6 +124,10 @@ pub struct Superblock {
     /// Journal epoch: bumped at every read-write open; records carry it and
     /// replay requires it never to decrease along the log.
     pub journal_epoch: u64,
+    /// Lowest epoch a replayed record may carry: the epoch of the run that
+    /// set the replay point. Leftovers of older runs lying at or after the
+    /// replay point are excluded by it.
+    pub journal_replay_epoch: u64,
     /// Sequence of this superblock copy; the higher valid one is current.
     pub sb_seq: u64,
     pub mount_count: u64,
@@ -215,6 +228,7 @@ impl Superblock {
         put_u64(&mut bytes, OFF_MOUNT_COUNT, self.mount_count);
         put_u64(&mut bytes, OFF_CREATED, self.created_secs);
         put_u64(&mut bytes, OFF_LAST_MOUNTED, self.last_mounted_secs);
+        put_u64(&mut bytes, OFF_REPLAY_EPOCH, self.journal_replay_epoch);
         let crc = crc32c::crc32c(&bytes[..OFF_CRC]);
         put_u32(&mut bytes, OFF_CRC, crc);
         bytes
@@ -259,6 +273,7 @@ impl DecodedSuperblock {
                 journal_replay_offset: le_u64(bytes, OFF_REPLAY_OFFSET),
                 journal_replay_seq: le_u64(bytes, OFF_REPLAY_SEQ),
                 journal_epoch: le_u64(bytes, OFF_JOURNAL_EPOCH),
+                journal_replay_epoch: le_u64(bytes, OFF_REPLAY_EPOCH),
                 sb_seq: le_u64(bytes, OFF_SB_SEQ),
                 mount_count: le_u64(bytes, OFF_MOUNT_COUNT),
                 created_secs: le_u64(bytes, OFF_CREATED),
@@ -351,6 +366,23 @@ impl DecodedSuperblock {
                 sb.journal_replay_offset
             ));
         }
+        for (name, value) in [
+            ("superblock sequence", sb.sb_seq),
+            ("journal replay sequence", sb.journal_replay_seq),
+            ("journal epoch", sb.journal_epoch),
+            ("checkpoint generation", sb.checkpoint_gen),
+            ("mount count", sb.mount_count),
+        ] {
+            if value > COUNTER_MAX {
+                return invalid(format!("{name} {value} is out of range"));
+            }
+        }
+        if sb.journal_replay_epoch > sb.journal_epoch {
+            return invalid(format!(
+                "journal replay epoch {} above the journal epoch {}",
+                sb.journal_replay_epoch, sb.journal_epoch
+            ));
+        }
         if sb.journal_replay_seq == 0 {
             return invalid("journal replay sequence 0".into());
         }
@@ -397,6 +429,7 @@ mod tests {
             journal_replay_offset: 128,
             journal_replay_seq: 17,
             journal_epoch: 2,
+            journal_replay_epoch: 1,
             sb_seq: 9,
             mount_count: 4,
             created_secs: 1,
@@ -431,6 +464,29 @@ mod tests {
         let decoded = DecodedSuperblock::decode(&sample().encode()).unwrap();
         let err = decoded.validate(999 * BLOCK_SIZE).unwrap_err();
         assert!(matches!(err, SuperblockDefect::Invalid(ref why) if why.contains("truncated")));
+    }
+
+    #[test]
+    fn counters_near_overflow_are_invalid() {
+        for field in 0..5 {
+            let mut sb = sample();
+            let value = u64::MAX;
+            match field {
+                0 => sb.sb_seq = value,
+                1 => sb.journal_replay_seq = value,
+                2 => sb.journal_epoch = value,
+                3 => sb.checkpoint_gen = value,
+                _ => sb.mount_count = value,
+            }
+            let err = DecodedSuperblock::decode(&sb.encode())
+                .unwrap()
+                .validate(1000 * BLOCK_SIZE)
+                .unwrap_err();
+            assert!(
+                matches!(err, SuperblockDefect::Invalid(ref why) if why.contains("out of range")),
+                "{field}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,170 @@
+//! Applying journal records to DRAM metadata. The live operations and
+//! journal replay run this same code, so a replayed state is the state the
+//! operations built (up to the DRAM-only fields: open counts, dirty flags).
+
+use std::collections::HashMap;
+
+use super::codec::Record;
+use super::inode::{DirSlot, Inode};
+use super::space::Space;
+use super::{Error, FileKind, Ino, Result};
+
+/// Access to the inodes a transaction touches.
+pub(crate) trait InodeAccess {
+    fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode>;
+    /// Add a new inode (not present before).
+    fn create(&mut self, ino: Ino, inode: Inode);
+    /// Remove an inode; returns it.
+    fn delete(&mut self, ino: Ino) -> Option<Inode>;
+}
+
+impl InodeAccess for HashMap<Ino, Inode> {
+    fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
+        HashMap::get_mut(self, &ino)
+    }
+    fn create(&mut self, ino: Ino, inode: Inode) {
+        self.insert(ino, inode);
+    }
+    fn delete(&mut self, ino: Ino) -> Option<Inode> {
+        self.remove(&ino)
+    }
+}
+
+fn missing(ino: Ino) -> Error {
+    Error::Corrupt(format!("journal record refers to missing inode {ino}"))
+}
+
+/// Apply one record. `space` is `None` during replay (space is derived
+/// afterwards) and `Some` for live operations.
+pub(crate) fn apply(
+    rec: &Record,
+    inodes: &mut dyn InodeAccess,
+    mut space: Option<&mut Space>,
+) -> Result<()> {
+    match rec {
+        Record::PutInode { ino, attrs, target } => match inodes.get_mut(*ino) {
+            Some(inode) => {
+                if inode.attrs.kind != attrs.kind {
+                    return Err(Error::Corrupt(format!("inode {ino} changes its kind")));
+                }
+                inode.attrs = attrs.clone();
+                inode.target = target.clone();
+                inode.attrs_dirty = false;
+            }
+            None => inodes.create(*ino, Inode::new(attrs.clone(), target.clone())),
+        },
+        Record::DeleteInode { ino } => {
+            let mut inode = inodes.delete(*ino).ok_or_else(|| missing(*ino))?;
+            inode.unmap_all(*ino, space)?;
+            inode.deleted = true;
+        }
+        Record::PutDirent {
+            dir,
+            name,
+            ino,
+            kind,
+            cookie,
+        } => {
+            let d = inodes
+                .get_mut(*dir)
+                .ok_or_else(|| missing(*dir))?
+                .dir_mut()?;
+            // Replace semantics: a rename over an existing name.
+            d.remove(name);
+            if !d.insert(
+                name.clone(),
+                DirSlot {
+                    ino: *ino,
+                    kind: *kind,
+                },
+                *cookie,
+            ) {
+                return Err(Error::Corrupt(format!(
+                    "directory {dir}: cookie {cookie} is already used"
+                )));
+            }
+        }
+        Record::DeleteDirent { dir, name } => {
+            let d = inodes
+                .get_mut(*dir)
+                .ok_or_else(|| missing(*dir))?
+                .dir_mut()?;
+            if d.remove(name).is_none() {
+                return Err(Error::Corrupt(format!(
+                    "directory {dir}: removing a missing entry"
+                )));
+            }
+        }
+        Record::SetXattr { ino, name, value } => {
+            let inode = inodes.get_mut(*ino).ok_or_else(|| missing(*ino))?;
+            inode.xattrs.insert(name.clone(), value.clone());
+        }
+        Record::RemoveXattr { ino, name } => {
+            let inode = inodes.get_mut(*ino).ok_or_else(|| missing(*ino))?;
+            inode.xattrs.remove(name);
+        }
+        Record::MapExtent {
+            ino,
+            file_block,
+            phys_block,
+            len_blocks,
+            flags,
+        } => {
+            let inode = inodes.get_mut(*ino).ok_or_else(|| missing(*ino))?;
+            check_regular(inode, *ino)?;
+            inode.map(*ino, *file_block, *phys_block, *len_blocks, *flags, space)?;
+        }
+        Record::UnmapRange {
+            ino,
+            file_block,
+            len_blocks,
+        } => {
+            let inode = inodes.get_mut(*ino).ok_or_else(|| missing(*ino))?;
+            inode.unmap(*ino, *file_block, *len_blocks, space)?;
+        }
+        Record::CloneRange {
+            src,
+            src_block,
+            dst,
+            dst_block,
+            len_blocks,
+        } => {
+            // Snapshot the source mapping first: same-file overlapping
+            // clones read the source as it was before this record.
+            let snapshot = inodes
+                .get_mut(*src)
+                .ok_or_else(|| missing(*src))?
+                .extents_in(*src_block, *len_blocks);
+            let inode = inodes.get_mut(*dst).ok_or_else(|| missing(*dst))?;
+            check_regular(inode, *dst)?;
+            // Pin the source blocks before the destination's old mapping
+            // drops (a same-file clone may unmap the very blocks it shares).
+            if let Some(space) = space.as_deref_mut() {
+                for (_, e) in &snapshot {
+                    space.incref(e.phys_block, e.len_blocks as u64)?;
+                }
+            }
+            inode.unmap(*dst, *dst_block, *len_blocks, space.as_deref_mut())?;
+            for (fb, e) in snapshot {
+                inode.map_pinned(
+                    *dst,
+                    fb - src_block + dst_block,
+                    e.phys_block,
+                    e.len_blocks as u64,
+                    e.flags,
+                    space.as_deref_mut(),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_regular(inode: &Inode, ino: Ino) -> Result<()> {
+    if inode.attrs.kind != FileKind::Regular {
+        return Err(Error::Corrupt(format!(
+            "extent record for non-regular inode {ino}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,592 @@
+//! The `Fs` object: inode table, locks, transactions, open/mkfs,
+//! checkpoints.
+//!
+//! # Lock order (outermost first; never acquire against it)
+//! 1. `global` (RwLock): every operation holds it shared; checkpoint,
+//!    unmount and scrub hold it exclusive (stop-the-world).
+//! 2. `rename_lock` (Mutex): directory moves (loop check is stable under it).
+//! 3. inode locks (RwLock per inode), several at once only in ascending ino
+//!    order.
+//! 4. `space` (Mutex): refcounts, owner map, free space.
+//! 5. `store` (Mutex): the journal.
+//!
+//! Table shard locks are leaves: held only to look up/insert/remove an Arc,
+//! never while waiting for another lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::apply::{apply, InodeAccess};
+use super::codec::{self, Record, Writer};
+use super::inode::{Inode, InodeAttrs};
+use super::space::Space;
+use super::{Creds, Error, FileKind, Ino, OpenOptions, Result, Timestamp, ROOT_INO};
+use crate::media::Media;
+use crate::store::{Access, FormatOptions, PhysExtent, Store, StoreError, BLOCK_SIZE};
+
+const SHARDS: usize = 64;
+
+pub(crate) type InodeRef = Arc<RwLock<Inode>>;
+
+pub(crate) fn rlock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // A panicking thread must not take the filesystem down with it; the
+    // state under the lock is consistent between statements that matter.
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+pub(crate) fn wlock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+pub(crate) fn mlock<T>(l: &Mutex<T>) -> MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sharded map ino → inode.
+pub(crate) struct InodeTable {
+    shards: Vec<RwLock<HashMap<Ino, InodeRef>>>,
+}
+
+impl InodeTable {
+    fn new() -> InodeTable {
+        InodeTable {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+        }
+    }
+    fn shard(&self, ino: Ino) -> &RwLock<HashMap<Ino, InodeRef>> {
+        &self.shards[(ino as usize) % SHARDS]
+    }
+    pub fn get(&self, ino: Ino) -> Option<InodeRef> {
+        rlock(self.shard(ino)).get(&ino).cloned()
+    }
+    pub fn insert(&self, ino: Ino, inode: Inode) {
+        wlock(self.shard(ino)).insert(ino, Arc::new(RwLock::new(inode)));
+    }
+    pub fn remove(&self, ino: Ino) {
+        wlock(self.shard(ino)).remove(&ino);
+    }
+    pub fn len(&self) -> u64 {
+        self.shards.iter().map(|s| rlock(s).len() as u64).sum()
+    }
+    /// Every inode (sorted by ino).
+    pub fn all(&self) -> Vec<(Ino, InodeRef)> {
+        let mut out: Vec<(Ino, InodeRef)> = Vec::new();
+        for s in &self.shards {
+            out.extend(rlock(s).iter().map(|(&i, r)| (i, r.clone())));
+        }
+        out.sort_by_key(|(i, _)| *i);
+        out
+    }
+}
+
+/// The filesystem. `Send + Sync`: every method takes `&self`.
+pub struct Fs {
+    pub(crate) media: Arc<dyn Media>,
+    pub(crate) global: RwLock<()>,
+    pub(crate) rename_lock: Mutex<()>,
+    pub(crate) table: InodeTable,
+    pub(crate) space: Mutex<Space>,
+    pub(crate) store: Mutex<Store>,
+    pub(crate) next_ino: AtomicU64,
+    pub(crate) next_generation: AtomicU64,
+    pub(crate) read_only: bool,
+    pub(crate) unmounted: AtomicBool,
+    /// Set when DRAM and journal may disagree (an apply failed after a
+    /// commit): the filesystem refuses further changes.
+    pub(crate) poisoned: AtomicBool,
+    /// Size of the last checkpoint payload and bytes journaled since: the
+    /// estimate of the next checkpoint's size (space reserve).
+    pub(crate) last_checkpoint_bytes: AtomicU64,
+    pub(crate) journaled_bytes: AtomicU64,
+}
+
+/// Inodes locked by one operation, plus those it creates and deletes.
+pub(crate) struct LiveAccess<'g, 'a> {
+    pub guards: &'g mut [(Ino, RwLockWriteGuard<'a, Inode>)],
+    pub created: Vec<(Ino, Inode)>,
+    pub deleted: Vec<Ino>,
+}
+
+impl<'g, 'a> LiveAccess<'g, 'a> {
+    pub fn new(guards: &'g mut [(Ino, RwLockWriteGuard<'a, Inode>)]) -> Self {
+        LiveAccess {
+            guards,
+            created: Vec::new(),
+            deleted: Vec::new(),
+        }
+    }
+}
+
+impl InodeAccess for LiveAccess<'_, '_> {
+    fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
+        if let Some(pos) = self
+            .guards
+            .iter()
+            .position(|(i, g)| *i == ino && !g.deleted)
+        {
+            return Some(&mut *self.guards[pos].1);
+        }
+        self.created
+            .iter_mut()
+            .find(|(i, _)| *i == ino)
+            .map(|(_, inode)| inode)
+    }
+    fn create(&mut self, ino: Ino, inode: Inode) {
+        self.created.push((ino, inode));
+    }
+    fn delete(&mut self, ino: Ino) -> Option<Inode> {
+        let pos = self
+            .guards
+            .iter()
+            .position(|(i, g)| *i == ino && !g.deleted)?;
+        let guard = &mut self.guards[pos].1;
+        let mut tomb = Inode::new(guard.attrs.clone(), Vec::new());
+        tomb.deleted = true;
+        self.deleted.push(ino);
+        Some(std::mem::replace(&mut **guard, tomb))
+    }
+}
+
+impl Fs {
+    /// Format `media` and create the root directory (mode 0755, owned by `creds`).
+    pub fn mkfs(media: Arc<dyn Media>, opts: &FormatOptions, creds: Creds) -> Result<()> {
+        Store::format(media.clone(), opts)?;
+        let (mut store, _recovered) = Store::open(media, Access::ReadWrite)?;
+        let now = Timestamp::now();
+        let root = InodeAttrs {
+            kind: FileKind::Directory,
+            perm: 0o755,
+            nlink: 2,
+            uid: creds.uid,
+            gid: creds.gid,
+            rdev: 0,
+            size: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            btime: now,
+            generation: 1,
+            parent: ROOT_INO,
+            next_cookie: 3,
+        };
+        let payload = codec::encode_txn(&[Record::PutInode {
+            ino: ROOT_INO,
+            attrs: root,
+            target: Vec::new(),
+        }]);
+        store.commit(&payload)?;
+        store.sync()?;
+        store.set_clean(true)?;
+        Ok(())
+    }
+
+    /// Open (mount) a formatted region: load the checkpoint, replay the
+    /// journal, derive refcounts/owner map/free space, reclaim orphans.
+    pub fn open(media: Arc<dyn Media>, opts: OpenOptions) -> Result<Fs> {
+        let access = if opts.read_only {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        };
+        let (store, recovered) = Store::open(media.clone(), access)?;
+        let geometry = store.geometry();
+        let mut inodes: HashMap<Ino, Inode> = HashMap::new();
+        let mut next_ino = ROOT_INO + 1;
+        let mut next_generation = 2;
+        let checkpoint_bytes = recovered.checkpoint.as_ref().map_or(0, |c| c.len() as u64);
+        if let Some(payload) = &recovered.checkpoint {
+            let state = codec::decode_checkpoint(payload)?;
+            next_ino = next_ino.max(state.next_ino);
+            next_generation = next_generation.max(state.next_generation);
+            for (ino, inode) in state.inodes {
+                if inodes.insert(ino, inode).is_some() {
+                    return Err(Error::Corrupt(format!("inode {ino} appears twice")));
+                }
+            }
+        }
+        let mut journaled = 0u64;
+        for payload in &recovered.transactions {
+            journaled += payload.len() as u64;
+            for rec in codec::decode_txn(payload)? {
+                apply(&rec, &mut inodes, None)?;
+            }
+        }
+        match inodes.get(&ROOT_INO) {
+            Some(root) if root.attrs.kind == FileKind::Directory => {}
+            _ => return Err(Error::Corrupt("no root directory".into())),
+        }
+        for (&ino, inode) in &inodes {
+            next_ino = next_ino.max(ino + 1);
+            next_generation = next_generation.max(inode.attrs.generation + 1);
+        }
+        let space = derive_space(
+            &inodes,
+            &recovered.checkpoint_extents,
+            geometry.pool_start,
+            geometry.total_blocks,
+        )?;
+        let table = InodeTable::new();
+        let orphans: Vec<Ino> = inodes
+            .iter()
+            .filter(|(&ino, i)| i.attrs.nlink == 0 && ino != ROOT_INO)
+            .map(|(&ino, _)| ino)
+            .collect();
+        for (ino, inode) in inodes {
+            table.insert(ino, inode);
+        }
+        let fs = Fs {
+            media,
+            global: RwLock::new(()),
+            rename_lock: Mutex::new(()),
+            table,
+            space: Mutex::new(space),
+            store: Mutex::new(store),
+            next_ino: AtomicU64::new(next_ino),
+            next_generation: AtomicU64::new(next_generation),
+            read_only: opts.read_only,
+            unmounted: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
+            last_checkpoint_bytes: AtomicU64::new(checkpoint_bytes),
+            journaled_bytes: AtomicU64::new(journaled),
+        };
+        fs.update_reserve();
+        if !fs.read_only {
+            for ino in orphans {
+                fs.mutating(|| fs.reclaim(ino))?;
+            }
+        }
+        Ok(fs)
+    }
+
+    /// Checkpoint, mark clean. Further calls fail.
+    pub fn unmount(&self) -> Result<()> {
+        if self.unmounted.load(Ordering::Acquire) {
+            return Err(Error::Invalid("already unmounted"));
+        }
+        let _g = wlock(&self.global);
+        if !self.read_only && !self.poisoned.load(Ordering::Acquire) {
+            self.checkpoint_locked()?;
+            mlock(&self.store).set_clean(true)?;
+        }
+        self.unmounted.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    pub fn media(&self) -> &Arc<dyn Media> {
+        &self.media
+    }
+
+    /// Write a checkpoint now.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.check_writable()?;
+        let _g = wlock(&self.global);
+        self.check_writable()?;
+        self.checkpoint_locked()
+    }
+
+    pub(crate) fn check_live(&self) -> Result<()> {
+        if self.unmounted.load(Ordering::Acquire) {
+            return Err(Error::Invalid("filesystem is unmounted"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.check_live()?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Corrupt(
+                "metadata update failed earlier; filesystem is frozen".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Run a mutating operation under the shared global lock. Checkpoints
+    /// first when the journal is at least half full; if the journal still
+    /// fills up, checkpoints and retries once, so JournalFull never reaches
+    /// a caller. `op` must change nothing when it fails.
+    pub(crate) fn mutating<T>(&self, op: impl Fn() -> Result<T>) -> Result<T> {
+        self.check_writable()?;
+        if self.journal_half_full() {
+            self.checkpoint()?;
+        }
+        let first = {
+            let _g = rlock(&self.global);
+            self.check_writable()?;
+            op()
+        };
+        match first {
+            Err(Error::Store(StoreError::JournalFull)) => {
+                self.checkpoint()?;
+                let _g = rlock(&self.global);
+                op()
+            }
+            other => other,
+        }
+    }
+
+    fn journal_half_full(&self) -> bool {
+        let store = mlock(&self.store);
+        store.journal_free_bytes().saturating_mul(2) < store.journal_capacity_bytes()
+    }
+
+    /// Look up an inode Arc.
+    pub(crate) fn inode(&self, ino: Ino) -> Result<InodeRef> {
+        self.table.get(ino).ok_or(Error::NotFound)
+    }
+
+    /// Arcs of the given inodes, deduplicated, in ascending ino order (the
+    /// lock order).
+    pub(crate) fn inodes_sorted(&self, inos: &[Ino]) -> Result<Vec<(Ino, InodeRef)>> {
+        let mut v: Vec<Ino> = inos.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        v.into_iter().map(|i| Ok((i, self.inode(i)?))).collect()
+    }
+
+    pub(crate) fn alloc_ino(&self) -> (Ino, u64) {
+        (
+            self.next_ino.fetch_add(1, Ordering::Relaxed),
+            self.next_generation.fetch_add(1, Ordering::Relaxed),
+        )
+    }
+
+    /// Blocks the next checkpoint may need if the metadata grows by
+    /// `extra_bytes`.
+    fn reserve_for(&self, store: &Store, extra_bytes: u64) -> u64 {
+        let estimate = self.last_checkpoint_bytes.load(Ordering::Relaxed)
+            + self.journaled_bytes.load(Ordering::Relaxed)
+            + extra_bytes
+            + 64 * 1024;
+        store.checkpoint_blocks_needed(estimate as usize).0 + 4
+    }
+
+    fn update_reserve(&self) {
+        let reserve = {
+            let store = mlock(&self.store);
+            self.reserve_for(&store, 0)
+        };
+        mlock(&self.space).checkpoint_reserve_blocks = reserve;
+    }
+
+    /// Commit `records` as one transaction and apply them to DRAM.
+    /// `grows` = the operation adds metadata: it fails with NoSpace (before
+    /// anything is written) if a checkpoint would then not fit.
+    pub(crate) fn commit(
+        &self,
+        records: &[Record],
+        access: &mut dyn InodeAccess,
+        grows: bool,
+    ) -> Result<u64> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let payload = codec::encode_txn(records);
+        // Space before store (lock order). Holding the space lock across the
+        // commit keeps DRAM refcount changes in journal order, so a block
+        // freed by transaction `seq` is tagged with the right `seq`.
+        let mut space = mlock(&self.space);
+        let seq = {
+            let mut store = mlock(&self.store);
+            space.release_durable(store.durable_seq());
+            if grows {
+                let reserve = self.reserve_for(&store, payload.len() as u64);
+                if space.free.free_blocks < reserve {
+                    return Err(Error::NoSpace);
+                }
+            }
+            let seq = store.commit(&payload)?;
+            let journaled = self
+                .journaled_bytes
+                .fetch_add(payload.len() as u64, Ordering::Relaxed)
+                + payload.len() as u64;
+            let _ = journaled;
+            space.checkpoint_reserve_blocks = self.reserve_for(&store, 0);
+            space.release_durable(store.durable_seq());
+            seq
+        };
+        space.apply_seq = seq;
+        for rec in records {
+            if let Err(e) = apply(rec, access, Some(&mut space)) {
+                self.poisoned.store(true, Ordering::Release);
+                log::error!("applying committed record {rec:?} failed: {e}");
+                return Err(e);
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Insert created inodes into the table and drop deleted ones.
+    pub(crate) fn publish(&self, created: Vec<(Ino, Inode)>, deleted: &[Ino]) {
+        for (ino, inode) in created {
+            self.table.insert(ino, inode);
+        }
+        for &ino in deleted {
+            self.table.remove(ino);
+        }
+    }
+
+    /// Allocate data blocks (respecting the checkpoint reserve); makes
+    /// durable pending frees usable, syncing the journal if that is what
+    /// stands between the caller and free space.
+    pub(crate) fn alloc_data(&self, len_blocks: u64) -> Result<Vec<PhysExtent>> {
+        {
+            let mut space = mlock(&self.space);
+            if let Some(runs) = space.alloc_data(len_blocks) {
+                return Ok(runs);
+            }
+            if space.pending_free.is_empty() {
+                return Err(Error::NoSpace);
+            }
+            let durable = {
+                let mut store = mlock(&self.store);
+                store.sync()?;
+                store.durable_seq()
+            };
+            space.release_durable(durable);
+            if let Some(runs) = space.alloc_data(len_blocks) {
+                return Ok(runs);
+            }
+        }
+        Err(Error::NoSpace)
+    }
+
+    pub(crate) fn unalloc(&self, runs: &[PhysExtent]) {
+        mlock(&self.space).unalloc(runs);
+    }
+
+    /// Delete an inode whose link count and open count are 0.
+    pub(crate) fn reclaim(&self, ino: Ino) -> Result<()> {
+        let arc = self.inode(ino)?;
+        let mut guards = vec![(ino, wlock(&arc))];
+        if guards[0].1.deleted || guards[0].1.attrs.nlink != 0 || guards[0].1.open_count != 0 {
+            return Ok(());
+        }
+        let mut access = LiveAccess::new(&mut guards);
+        self.commit(&[Record::DeleteInode { ino }], &mut access, false)?;
+        let deleted = std::mem::take(&mut access.deleted);
+        drop(access);
+        drop(guards);
+        self.publish(Vec::new(), &deleted);
+        Ok(())
+    }
+
+    /// Serialize everything and publish it as the new checkpoint. Caller
+    /// holds `global` exclusively.
+    pub(crate) fn checkpoint_locked(&self) -> Result<()> {
+        let all = self.table.all();
+        let mut w = Writer::default();
+        codec::encode_checkpoint_header(
+            &mut w,
+            self.next_ino.load(Ordering::Relaxed),
+            self.next_generation.load(Ordering::Relaxed),
+            all.len() as u64,
+        );
+        for (ino, arc) in &all {
+            let inode = rlock(arc);
+            codec::encode_checkpoint_inode(&mut w, *ino, &inode);
+        }
+        let payload = w.buf;
+        let mut space = mlock(&self.space);
+        let mut store = mlock(&self.store);
+        let (needed, max_extents) = store.checkpoint_blocks_needed(payload.len());
+        let runs =
+            space
+                .alloc(needed, max_extents)
+                .ok_or(Error::Store(StoreError::CheckpointSpace {
+                    needed,
+                    max_extents,
+                }))?;
+        let old = match store.write_checkpoint(&payload, &runs) {
+            Ok(old) => old,
+            Err(e) => {
+                space.unalloc(&runs);
+                return Err(e.into());
+            }
+        };
+        for ext in old {
+            space.free.insert(ext.start, ext.len);
+        }
+        space.checkpoint_extents = runs;
+        // Every journaled transaction is now inside a durable checkpoint.
+        space.release_durable(u64::MAX);
+        self.last_checkpoint_bytes
+            .store(payload.len() as u64, Ordering::Relaxed);
+        self.journaled_bytes.store(0, Ordering::Relaxed);
+        space.checkpoint_reserve_blocks = self.reserve_for(&store, 0);
+        drop(store);
+        drop(space);
+        for (_, arc) in &all {
+            wlock(arc).attrs_dirty = false;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn block_size(&self) -> u64 {
+        BLOCK_SIZE
+    }
+}
+
+impl Drop for Fs {
+    fn drop(&mut self) {
+        // Without an unmount this is like a daemon exit: make what was
+        // committed durable (group commit), but write no checkpoint.
+        if !self.read_only && !self.unmounted.load(Ordering::Acquire) {
+            if let Err(e) = mlock(&self.store).sync() {
+                log::warn!("sync at drop failed: {e}");
+            }
+        }
+    }
+}
+
+/// Rebuild refcounts, owner map and free space from the extent maps and the
+/// checkpoint's blocks (mount, scrub).
+pub(crate) fn derive_space(
+    inodes: &HashMap<Ino, Inode>,
+    checkpoint_extents: &[PhysExtent],
+    pool_start: u64,
+    total_blocks: u64,
+) -> Result<Space> {
+    let mut space = Space::new(pool_start, total_blocks);
+    for (&ino, inode) in inodes {
+        for (&fb, e) in &inode.extents {
+            space.incref(e.phys_block, e.len_blocks as u64)?;
+            space.owner_insert(e.phys_block, ino, fb, e.len_blocks);
+        }
+    }
+    let mut used: Vec<(u64, u64)> = space
+        .refcounts
+        .iter()
+        .map(|(&s, r)| (s, r.len_blocks))
+        .collect();
+    for ext in checkpoint_extents {
+        if !space.in_pool(ext.start, ext.len) {
+            return Err(Error::Corrupt("checkpoint outside the pool".into()));
+        }
+        if !space
+            .refcounts_in(ext.start, ext.len)
+            .iter()
+            .all(|r| r.2 == 0)
+        {
+            return Err(Error::Corrupt(
+                "checkpoint blocks are also mapped by a file".into(),
+            ));
+        }
+        used.push((ext.start, ext.len));
+    }
+    used.sort_unstable();
+    let mut pos = pool_start;
+    for (s, l) in used {
+        if s > pos {
+            space.free.insert(pos, s - pos);
+        }
+        pos = pos.max(s + l);
+    }
+    if pos < total_blocks {
+        space.free.insert(pos, total_blocks - pos);
+    }
+    space.checkpoint_extents = checkpoint_extents.to_vec();
+    Ok(space)
+}

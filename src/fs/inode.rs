@@ -1,0 +1,385 @@
+//! DRAM metadata of one inode: attributes, xattrs, symlink target, the
+//! extent map (file block → physical run) and, for directories, the entries.
+//!
+//! Extent map invariants (checked by `scrub`):
+//! * extents do not overlap, have 1..=[`MAX_EXTENT_BLOCKS`] blocks;
+//! * `alloc_blocks` is the sum of their lengths;
+//! * with a [`Space`] attached, every extent `(file_block → phys, len)` has
+//!   exactly one owner-map entry `(phys, ino, file_block) → len`, and each of
+//!   its physical blocks one reference in the refcount tree.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::codec::XattrMap;
+use super::space::Space;
+use super::{Error, FileKind, Ino, Result, Timestamp};
+
+/// The extent flag for blocks allocated by fallocate and never written:
+/// they read as zeros.
+pub(crate) const EXTENT_UNWRITTEN: u8 = 1;
+
+/// Longest extent, in blocks (128 MiB). Bounding it keeps owner-map lookups
+/// over a physical range bounded: entries overlapping `p` start at
+/// `p - MAX_EXTENT_BLOCKS + 1` or later.
+pub(crate) const MAX_EXTENT_BLOCKS: u64 = 32768;
+
+/// Persistent attributes of an inode (what `PutInode` carries).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct InodeAttrs {
+    pub kind: FileKind,
+    pub perm: u32,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub size: u64,
+    pub atime: Timestamp,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+    pub btime: Timestamp,
+    pub generation: u64,
+    /// Directories: the parent directory (root: itself). Others: 0.
+    pub parent: Ino,
+    /// Directories: the readdir cookie the next entry gets (≥ 3).
+    pub next_cookie: u64,
+}
+
+/// One mapped run of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Extent {
+    pub phys_block: u64,
+    pub len_blocks: u32,
+    pub flags: u8,
+}
+
+impl Extent {
+    pub fn unwritten(&self) -> bool {
+        self.flags & EXTENT_UNWRITTEN != 0
+    }
+}
+
+/// Where a directory entry points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DirSlot {
+    pub ino: Ino,
+    pub kind: FileKind,
+}
+
+/// Directory entries, indexed by name (lookup) and by cookie (readdir).
+/// Invariant: both maps hold the same set of names.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Dir {
+    pub by_name: HashMap<Vec<u8>, DirEntrySlot>,
+    pub by_cookie: BTreeMap<u64, Vec<u8>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DirEntrySlot {
+    pub ino: Ino,
+    pub kind: FileKind,
+    pub cookie: u64,
+}
+
+impl Dir {
+    /// Insert a new entry; false if the name or the cookie is taken.
+    pub fn insert(&mut self, name: Vec<u8>, slot: DirSlot, cookie: u64) -> bool {
+        if cookie < 3 || self.by_name.contains_key(&name) || self.by_cookie.contains_key(&cookie) {
+            return false;
+        }
+        self.by_cookie.insert(cookie, name.clone());
+        self.by_name.insert(
+            name,
+            DirEntrySlot {
+                ino: slot.ino,
+                kind: slot.kind,
+                cookie,
+            },
+        );
+        true
+    }
+
+    pub fn remove(&mut self, name: &[u8]) -> Option<DirEntrySlot> {
+        let slot = self.by_name.remove(name)?;
+        self.by_cookie.remove(&slot.cookie);
+        Some(slot)
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<DirEntrySlot> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn max_cookie(&self) -> u64 {
+        self.by_cookie.keys().next_back().copied().unwrap_or(2)
+    }
+}
+
+/// One inode in DRAM.
+#[derive(Clone, Debug)]
+pub(crate) struct Inode {
+    pub attrs: InodeAttrs,
+    /// Symlink target (empty for other kinds).
+    pub target: Vec<u8>,
+    pub xattrs: XattrMap,
+    /// file_block → extent.
+    pub extents: BTreeMap<u64, Extent>,
+    /// Sum of extent lengths (blocks allocated to this file).
+    pub alloc_blocks: u64,
+    pub dir: Option<Box<Dir>>,
+    /// Open handles (DRAM only): an unlinked inode lives until this is 0.
+    pub open_count: u32,
+    /// Timestamps changed by in-place writes and not yet journaled.
+    pub attrs_dirty: bool,
+    /// Removed from the table; a racing operation that still holds the Arc
+    /// must treat it as gone.
+    pub deleted: bool,
+}
+
+impl Inode {
+    pub fn new(attrs: InodeAttrs, target: Vec<u8>) -> Inode {
+        let dir = (attrs.kind == FileKind::Directory).then(Box::default);
+        Inode {
+            attrs,
+            target,
+            xattrs: XattrMap::new(),
+            extents: BTreeMap::new(),
+            alloc_blocks: 0,
+            dir,
+            open_count: 0,
+            attrs_dirty: false,
+            deleted: false,
+        }
+    }
+
+    /// The extents overlapping `file_block..file_block+len_blocks`, clipped
+    /// to that range, in file order: (file_block, extent).
+    pub fn extents_in(&self, file_block: u64, len_blocks: u64) -> Vec<(u64, Extent)> {
+        let end = file_block.saturating_add(len_blocks);
+        let mut out = Vec::new();
+        if len_blocks == 0 {
+            return out;
+        }
+        if let Some((&fb, e)) = self.extents.range(..file_block).next_back() {
+            let e_end = fb + e.len_blocks as u64;
+            if e_end > file_block {
+                let skip = file_block - fb;
+                let len = e_end.min(end) - file_block;
+                out.push((
+                    file_block,
+                    Extent {
+                        phys_block: e.phys_block + skip,
+                        len_blocks: len as u32,
+                        flags: e.flags,
+                    },
+                ));
+            }
+        }
+        for (&fb, e) in self.extents.range(file_block..end) {
+            let e_end = fb + e.len_blocks as u64;
+            let len = e_end.min(end) - fb;
+            out.push((
+                fb,
+                Extent {
+                    phys_block: e.phys_block,
+                    len_blocks: len as u32,
+                    flags: e.flags,
+                },
+            ));
+        }
+        out
+    }
+
+    /// Remove the mapping of `file_block..+len_blocks`. With `space`, the
+    /// unmapped physical blocks lose one reference each and the owner map
+    /// follows the extent map.
+    pub fn unmap(
+        &mut self,
+        ino: Ino,
+        file_block: u64,
+        len_blocks: u64,
+        mut space: Option<&mut Space>,
+    ) -> Result<()> {
+        if len_blocks == 0 {
+            return Ok(());
+        }
+        let end = file_block.saturating_add(len_blocks);
+        let mut starts: Vec<u64> = Vec::new();
+        if let Some((&fb, e)) = self.extents.range(..file_block).next_back() {
+            if fb + e.len_blocks as u64 > file_block {
+                starts.push(fb);
+            }
+        }
+        starts.extend(self.extents.range(file_block..end).map(|(&fb, _)| fb));
+        for fb in starts {
+            let Some(e) = self.extents.remove(&fb) else {
+                continue;
+            };
+            let e_len = e.len_blocks as u64;
+            let e_end = fb + e_len;
+            let cut_start = fb.max(file_block);
+            let cut_end = e_end.min(end);
+            if let Some(space) = space.as_deref_mut() {
+                space.owner_remove(e.phys_block, ino, fb)?;
+                space.decref(e.phys_block + (cut_start - fb), cut_end - cut_start)?;
+            }
+            self.alloc_blocks -= cut_end - cut_start;
+            if cut_start > fb {
+                let left = Extent {
+                    len_blocks: (cut_start - fb) as u32,
+                    ..e
+                };
+                self.extents.insert(fb, left);
+                if let Some(space) = space.as_deref_mut() {
+                    space.owner_insert(left.phys_block, ino, fb, left.len_blocks);
+                }
+            }
+            if cut_end < e_end {
+                let right = Extent {
+                    phys_block: e.phys_block + (cut_end - fb),
+                    len_blocks: (e_end - cut_end) as u32,
+                    flags: e.flags,
+                };
+                self.extents.insert(cut_end, right);
+                if let Some(space) = space.as_deref_mut() {
+                    space.owner_insert(right.phys_block, ino, cut_end, right.len_blocks);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Map `file_block..+len_blocks` to `phys_block..`, replacing what was
+    /// mapped there. Long runs are split at [`MAX_EXTENT_BLOCKS`]; adjacent
+    /// extents continuing each other are merged.
+    pub fn map(
+        &mut self,
+        ino: Ino,
+        file_block: u64,
+        phys_block: u64,
+        len_blocks: u64,
+        flags: u8,
+        mut space: Option<&mut Space>,
+    ) -> Result<()> {
+        // Take the new references before the old ones drop: when the new
+        // mapping reuses blocks of the old one (unwritten → written, a
+        // clone onto itself), they never pass through refcount 0.
+        if let Some(space) = space.as_deref_mut() {
+            space.incref(phys_block, len_blocks)?;
+        }
+        self.map_pinned(ino, file_block, phys_block, len_blocks, flags, space)
+    }
+
+    /// `map` for a range whose references the caller already took.
+    pub fn map_pinned(
+        &mut self,
+        ino: Ino,
+        file_block: u64,
+        phys_block: u64,
+        len_blocks: u64,
+        flags: u8,
+        mut space: Option<&mut Space>,
+    ) -> Result<()> {
+        self.unmap(ino, file_block, len_blocks, space.as_deref_mut())?;
+        let mut done = 0u64;
+        while done < len_blocks {
+            let piece = (len_blocks - done).min(MAX_EXTENT_BLOCKS);
+            let fb = file_block + done;
+            let pb = phys_block + done;
+            self.insert_merged(ino, fb, pb, piece, flags, space.as_deref_mut());
+            self.alloc_blocks += piece;
+            done += piece;
+        }
+        Ok(())
+    }
+
+    /// Insert an extent into a hole of the map, merging with neighbours that
+    /// continue it both in the file and on the media.
+    fn insert_merged(
+        &mut self,
+        ino: Ino,
+        mut fb: u64,
+        mut pb: u64,
+        mut len: u64,
+        flags: u8,
+        mut space: Option<&mut Space>,
+    ) {
+        if let Some((&lfb, l)) = self.extents.range(..fb).next_back() {
+            let l = *l;
+            if lfb + l.len_blocks as u64 == fb
+                && l.phys_block + l.len_blocks as u64 == pb
+                && l.flags == flags
+                && l.len_blocks as u64 + len <= MAX_EXTENT_BLOCKS
+            {
+                self.extents.remove(&lfb);
+                if let Some(space) = space.as_deref_mut() {
+                    space.owner_remove_quiet(l.phys_block, ino, lfb);
+                }
+                fb = lfb;
+                pb = l.phys_block;
+                len += l.len_blocks as u64;
+            }
+        }
+        let end = fb + len;
+        if let Some(r) = self.extents.get(&end).copied() {
+            if pb + len == r.phys_block
+                && r.flags == flags
+                && len + r.len_blocks as u64 <= MAX_EXTENT_BLOCKS
+            {
+                self.extents.remove(&end);
+                if let Some(space) = space.as_deref_mut() {
+                    space.owner_remove_quiet(r.phys_block, ino, end);
+                }
+                len += r.len_blocks as u64;
+            }
+        }
+        self.extents.insert(
+            fb,
+            Extent {
+                phys_block: pb,
+                len_blocks: len as u32,
+                flags,
+            },
+        );
+        if let Some(space) = space {
+            space.owner_insert(pb, ino, fb, len as u32);
+        }
+    }
+
+    /// Drop every extent (inode deletion).
+    pub fn unmap_all(&mut self, ino: Ino, space: Option<&mut Space>) -> Result<()> {
+        self.unmap(ino, 0, u64::MAX, space)
+    }
+
+    /// Attributes as `stat` shows them.
+    pub fn to_attr(&self, ino: Ino) -> super::Attr {
+        let a = &self.attrs;
+        super::Attr {
+            ino,
+            kind: a.kind,
+            perm: a.perm,
+            nlink: a.nlink,
+            uid: a.uid,
+            gid: a.gid,
+            rdev: a.rdev,
+            size: a.size,
+            blocks: self.alloc_blocks * (crate::store::BLOCK_SIZE / 512),
+            atime: a.atime,
+            mtime: a.mtime,
+            ctime: a.ctime,
+            btime: a.btime,
+            generation: a.generation,
+            blksize: crate::store::BLOCK_SIZE as u32,
+        }
+    }
+
+    pub fn dir(&self) -> Result<&Dir> {
+        self.dir.as_deref().ok_or(Error::NotDir)
+    }
+
+    pub fn dir_mut(&mut self) -> Result<&mut Dir> {
+        self.dir.as_deref_mut().ok_or(Error::NotDir)
+    }
+}

@@ -1,0 +1,527 @@
+//! Derived space metadata (DESIGN.md §5), never stored on media:
+//! * the refcount tree: non-overlapping physical runs → reference count
+//!   (blocks absent from it have refcount 0);
+//! * the owner map: `(phys_block, ino, file_block) → len_blocks`, one entry
+//!   per extent-map entry (M-to-N: a physical block may have many owners);
+//! * free space: runs by start plus a (len, start) index for best fit, the
+//!   blocks freed by transactions not yet durable (pending), and the
+//!   checkpoint's blocks.
+//!
+//! Invariant (checked by `scrub`): for every pool block, refcount == number of
+//! owner entries covering it == number of extent-map references; a block is
+//! free iff its refcount is 0, it holds no checkpoint and is not pending.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::inode::MAX_EXTENT_BLOCKS;
+use super::{Error, Ino, Result};
+use crate::store::PhysExtent;
+
+/// Blocks per 2 MiB (huge page) with 4 KiB blocks.
+pub(crate) const HUGE_BLOCKS: u64 = 512;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RefRun {
+    pub len_blocks: u64,
+    pub refcount: u32,
+}
+
+/// Key of one owner-map entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct OwnerKey {
+    pub phys_block: u64,
+    pub ino: Ino,
+    pub file_block: u64,
+}
+
+/// Free runs with a by-length index.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FreeRuns {
+    pub by_start: BTreeMap<u64, u64>,
+    by_len: BTreeSet<(u64, u64)>,
+    pub free_blocks: u64,
+}
+
+impl FreeRuns {
+    /// Add `start..+len` (must not overlap a free run), merging neighbours.
+    pub fn insert(&mut self, mut start: u64, mut len: u64) {
+        if len == 0 {
+            return;
+        }
+        self.free_blocks += len;
+        if let Some((&ls, &ll)) = self.by_start.range(..start).next_back() {
+            if ls + ll == start {
+                self.by_start.remove(&ls);
+                self.by_len.remove(&(ll, ls));
+                start = ls;
+                len += ll;
+            }
+        }
+        if let Some(&rl) = self.by_start.get(&(start + len)) {
+            self.by_start.remove(&(start + len));
+            self.by_len.remove(&(rl, start + len));
+            len += rl;
+        }
+        self.by_start.insert(start, len);
+        self.by_len.insert((len, start));
+    }
+
+    /// Remove `start..+len`, which must lie inside one free run.
+    pub fn take(&mut self, start: u64, len: u64) -> bool {
+        let Some((&rs, &rl)) = self.by_start.range(..=start).next_back() else {
+            return false;
+        };
+        if rs + rl < start + len {
+            return false;
+        }
+        self.by_start.remove(&rs);
+        self.by_len.remove(&(rl, rs));
+        if start > rs {
+            self.by_start.insert(rs, start - rs);
+            self.by_len.insert((start - rs, rs));
+        }
+        let end = start + len;
+        if end < rs + rl {
+            self.by_start.insert(end, rs + rl - end);
+            self.by_len.insert((rs + rl - end, end));
+        }
+        self.free_blocks -= len;
+        true
+    }
+
+    pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.by_start.iter().map(|(&s, &l)| (s, l))
+    }
+}
+
+pub(crate) struct Space {
+    pub pool_start: u64,
+    pub total_blocks: u64,
+    pub refcounts: BTreeMap<u64, RefRun>,
+    pub owners: BTreeMap<OwnerKey, u32>,
+    pub free: FreeRuns,
+    /// Blocks whose last reference was dropped by transaction `seq`: not
+    /// reusable until `seq` is durable (a crash could bring the reference back).
+    pub pending_free: VecDeque<(u64, PhysExtent)>,
+    pub checkpoint_extents: Vec<PhysExtent>,
+    /// Blocks kept back from users so a checkpoint can always be written.
+    pub checkpoint_reserve_blocks: u64,
+    /// Sequence number of the transaction being applied.
+    pub apply_seq: u64,
+    /// Next-fit cursor for small allocations.
+    cursor: u64,
+    /// A refcount underflow or missing owner seen while applying (a bug or
+    /// corrupt input); reported by `scrub`.
+    pub anomalies: Vec<String>,
+}
+
+impl Space {
+    pub fn new(pool_start: u64, total_blocks: u64) -> Space {
+        Space {
+            pool_start,
+            total_blocks,
+            refcounts: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            free: FreeRuns::default(),
+            pending_free: VecDeque::new(),
+            checkpoint_extents: Vec::new(),
+            checkpoint_reserve_blocks: 0,
+            apply_seq: 0,
+            cursor: pool_start,
+            anomalies: Vec::new(),
+        }
+    }
+
+    pub fn pool_blocks(&self) -> u64 {
+        self.total_blocks - self.pool_start
+    }
+
+    /// Is `start..+len` inside the pool?
+    pub fn in_pool(&self, start: u64, len: u64) -> bool {
+        start >= self.pool_start
+            && start
+                .checked_add(len)
+                .is_some_and(|end| end <= self.total_blocks)
+    }
+
+    /// Split the refcount run covering `block` (if any) so one starts there.
+    fn split_at(&mut self, block: u64) {
+        if let Some((&s, &run)) = self.refcounts.range(..block).next_back() {
+            if s + run.len_blocks > block {
+                self.refcounts.insert(
+                    s,
+                    RefRun {
+                        len_blocks: block - s,
+                        refcount: run.refcount,
+                    },
+                );
+                self.refcounts.insert(
+                    block,
+                    RefRun {
+                        len_blocks: s + run.len_blocks - block,
+                        refcount: run.refcount,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Merge runs around `block` with equal counts that touch.
+    fn merge_around(&mut self, block: u64) {
+        let Some((&s, &run)) = self.refcounts.range(..=block).next_back() else {
+            return;
+        };
+        if let Some((&ls, &lrun)) = self.refcounts.range(..s).next_back() {
+            if ls + lrun.len_blocks == s && lrun.refcount == run.refcount {
+                self.refcounts.remove(&s);
+                self.refcounts.insert(
+                    ls,
+                    RefRun {
+                        len_blocks: lrun.len_blocks + run.len_blocks,
+                        refcount: run.refcount,
+                    },
+                );
+            }
+        }
+    }
+
+    fn adjust(&mut self, start: u64, len: u64, increment: bool) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = start + len;
+        self.split_at(start);
+        self.split_at(end);
+        let mut pos = start;
+        let covered: Vec<(u64, RefRun)> = self
+            .refcounts
+            .range(start..end)
+            .map(|(&s, &r)| (s, r))
+            .collect();
+        let mut freed: Vec<(u64, u64)> = Vec::new();
+        for (s, run) in covered {
+            if s > pos {
+                // A gap: refcount 0 there.
+                if increment {
+                    self.refcounts.insert(
+                        pos,
+                        RefRun {
+                            len_blocks: s - pos,
+                            refcount: 1,
+                        },
+                    );
+                } else {
+                    self.anomalies
+                        .push(format!("refcount underflow at blocks {pos}+{}", s - pos));
+                }
+            }
+            if increment {
+                self.refcounts.insert(
+                    s,
+                    RefRun {
+                        len_blocks: run.len_blocks,
+                        refcount: run.refcount.saturating_add(1),
+                    },
+                );
+            } else if run.refcount <= 1 {
+                self.refcounts.remove(&s);
+                freed.push((s, run.len_blocks));
+            } else {
+                self.refcounts.insert(
+                    s,
+                    RefRun {
+                        len_blocks: run.len_blocks,
+                        refcount: run.refcount - 1,
+                    },
+                );
+            }
+            pos = s + run.len_blocks;
+        }
+        if pos < end {
+            if increment {
+                self.refcounts.insert(
+                    pos,
+                    RefRun {
+                        len_blocks: end - pos,
+                        refcount: 1,
+                    },
+                );
+            } else {
+                self.anomalies
+                    .push(format!("refcount underflow at blocks {pos}+{}", end - pos));
+            }
+        }
+        // Re-merge at the edges and inside (bounded by the runs touched).
+        let keys: Vec<u64> = self.refcounts.range(start..=end).map(|(&s, _)| s).collect();
+        for k in keys.into_iter().rev() {
+            self.merge_around(k);
+        }
+        for (s, l) in freed {
+            self.pending_free
+                .push_back((self.apply_seq, PhysExtent { start: s, len: l }));
+        }
+        if !self.anomalies.is_empty() {
+            return Err(Error::Corrupt(self.anomalies.join("; ")));
+        }
+        Ok(())
+    }
+
+    pub fn incref(&mut self, start: u64, len: u64) -> Result<()> {
+        if !self.in_pool(start, len) {
+            return Err(Error::Corrupt(format!(
+                "extent {start}+{len} lies outside the block pool"
+            )));
+        }
+        self.adjust(start, len, true)
+    }
+
+    pub fn decref(&mut self, start: u64, len: u64) -> Result<()> {
+        self.adjust(start, len, false)
+    }
+
+    /// Refcount runs overlapping `start..+len`, clipped, with gaps as 0.
+    pub fn refcounts_in(&self, start: u64, len: u64) -> Vec<(u64, u64, u32)> {
+        let end = start + len;
+        let mut out = Vec::new();
+        let mut pos = start;
+        let first = self
+            .refcounts
+            .range(..start)
+            .next_back()
+            .filter(|(&s, r)| s + r.len_blocks > start)
+            .map(|(&s, &r)| (s, r));
+        let rest = self.refcounts.range(start..end).map(|(&s, &r)| (s, r));
+        for (s, run) in first.into_iter().chain(rest) {
+            let s_clip = s.max(start);
+            let e_clip = (s + run.len_blocks).min(end);
+            if s_clip > pos {
+                out.push((pos, s_clip - pos, 0));
+            }
+            out.push((s_clip, e_clip - s_clip, run.refcount));
+            pos = e_clip;
+        }
+        if pos < end {
+            out.push((pos, end - pos, 0));
+        }
+        out
+    }
+
+    pub fn owner_insert(&mut self, phys_block: u64, ino: Ino, file_block: u64, len_blocks: u32) {
+        self.owners.insert(
+            OwnerKey {
+                phys_block,
+                ino,
+                file_block,
+            },
+            len_blocks,
+        );
+    }
+
+    pub fn owner_remove(&mut self, phys_block: u64, ino: Ino, file_block: u64) -> Result<()> {
+        let key = OwnerKey {
+            phys_block,
+            ino,
+            file_block,
+        };
+        if self.owners.remove(&key).is_none() {
+            let msg = format!("owner map lacks ({phys_block}, ino {ino}, block {file_block})");
+            self.anomalies.push(msg.clone());
+            return Err(Error::Corrupt(msg));
+        }
+        Ok(())
+    }
+
+    /// Remove an entry that is known to exist (extent merge).
+    pub fn owner_remove_quiet(&mut self, phys_block: u64, ino: Ino, file_block: u64) {
+        let _ = self.owner_remove(phys_block, ino, file_block);
+    }
+
+    /// Owner entries overlapping `start..+len`.
+    pub fn owners_in(&self, start: u64, len: u64) -> Vec<(OwnerKey, u32)> {
+        let end = start.saturating_add(len);
+        let from = OwnerKey {
+            phys_block: start.saturating_sub(MAX_EXTENT_BLOCKS - 1),
+            ino: 0,
+            file_block: 0,
+        };
+        let to = OwnerKey {
+            phys_block: end,
+            ino: 0,
+            file_block: 0,
+        };
+        self.owners
+            .range(from..to)
+            .filter(|(k, &l)| k.phys_block + l as u64 > start)
+            .map(|(k, &l)| (*k, l))
+            .collect()
+    }
+
+    /// Blocks users may still allocate.
+    pub fn available_blocks(&self) -> u64 {
+        self.free
+            .free_blocks
+            .saturating_sub(self.checkpoint_reserve_blocks)
+    }
+
+    /// Blocks freed but waiting for their transaction to become durable.
+    pub fn pending_blocks(&self) -> u64 {
+        self.pending_free.iter().map(|(_, e)| e.len).sum()
+    }
+
+    /// Move pending frees of transactions ≤ `durable_seq` to free space.
+    pub fn release_durable(&mut self, durable_seq: u64) {
+        while let Some(&(seq, ext)) = self.pending_free.front() {
+            if seq > durable_seq {
+                break;
+            }
+            self.pending_free.pop_front();
+            self.free.insert(ext.start, ext.len);
+        }
+    }
+
+    /// Allocate `len_blocks` for user data, in at most `max_runs` runs,
+    /// respecting the checkpoint reserve. `None` (nothing taken) if the
+    /// space is not there.
+    pub fn alloc_data(&mut self, len_blocks: u64) -> Option<Vec<PhysExtent>> {
+        if len_blocks > self.available_blocks() {
+            return None;
+        }
+        self.alloc(len_blocks, usize::MAX)
+    }
+
+    /// Allocation policy: a 2 MiB-aligned run for large requests when one
+    /// exists; next-fit from the cursor for small ones; then best fit; then
+    /// the largest runs first.
+    pub fn alloc(&mut self, len_blocks: u64, max_runs: usize) -> Option<Vec<PhysExtent>> {
+        if len_blocks == 0 {
+            return Some(Vec::new());
+        }
+        if len_blocks > self.free.free_blocks {
+            return None;
+        }
+        if len_blocks >= HUGE_BLOCKS {
+            let candidates: Vec<(u64, u64)> = self
+                .free
+                .by_len
+                .range((len_blocks, 0)..)
+                .take(64)
+                .copied()
+                .collect();
+            for (run_len, run_start) in candidates {
+                let aligned = run_start.next_multiple_of(HUGE_BLOCKS);
+                if aligned + len_blocks <= run_start + run_len {
+                    return Some(vec![self.take_run(aligned, len_blocks)]);
+                }
+            }
+        } else {
+            let cursor = self.cursor;
+            let found = self
+                .free
+                .by_start
+                .range(cursor..)
+                .take(32)
+                .find(|(_, &l)| l >= len_blocks)
+                .map(|(&s, _)| s);
+            if let Some(start) = found {
+                return Some(vec![self.take_run(start, len_blocks)]);
+            }
+        }
+        if let Some(&(_, start)) = self.free.by_len.range((len_blocks, 0)..).next() {
+            return Some(vec![self.take_run(start, len_blocks)]);
+        }
+        // Fragmented: largest runs first.
+        let mut runs = Vec::new();
+        let mut need = len_blocks;
+        let largest: Vec<(u64, u64)> = self.free.by_len.iter().rev().copied().collect();
+        for (run_len, run_start) in largest {
+            if need == 0 {
+                break;
+            }
+            if runs.len() == max_runs {
+                break;
+            }
+            let take = run_len.min(need);
+            runs.push(PhysExtent {
+                start: run_start,
+                len: take,
+            });
+            need -= take;
+        }
+        if need > 0 {
+            return None;
+        }
+        for r in &runs {
+            self.free.take(r.start, r.len);
+        }
+        self.cursor = runs.last().map_or(self.cursor, |r| r.start + r.len);
+        Some(runs)
+    }
+
+    fn take_run(&mut self, start: u64, len: u64) -> PhysExtent {
+        let taken = self.free.take(start, len);
+        debug_assert!(taken, "allocator picked a run that is not free");
+        self.cursor = start + len;
+        PhysExtent { start, len }
+    }
+
+    /// Return never-used allocated blocks (an operation that failed).
+    pub fn unalloc(&mut self, runs: &[PhysExtent]) {
+        for r in runs {
+            self.free.insert(r.start, r.len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refcounts_split_merge_and_free_at_zero() {
+        let mut s = Space::new(10, 1000);
+        s.incref(100, 10).expect("incref");
+        s.incref(105, 10).expect("incref");
+        assert_eq!(
+            s.refcounts_in(100, 15),
+            vec![(100, 5, 1), (105, 5, 2), (110, 5, 1)]
+        );
+        s.apply_seq = 7;
+        s.decref(105, 10).expect("decref");
+        assert_eq!(s.refcounts_in(100, 15), vec![(100, 10, 1), (110, 5, 0)]);
+        assert_eq!(
+            s.pending_free.iter().copied().collect::<Vec<_>>(),
+            vec![(7, PhysExtent { start: 110, len: 5 })]
+        );
+        assert!(s.decref(500, 1).is_err(), "underflow is detected");
+    }
+
+    #[test]
+    fn allocator_prefers_aligned_runs_for_large_and_respects_reserve() {
+        let mut s = Space::new(3, 4096);
+        s.free.insert(3, 4093);
+        let big = s.alloc(600, 1).expect("space");
+        assert_eq!(big.len(), 1);
+        assert_eq!(big[0].start % HUGE_BLOCKS, 0);
+        let small = s.alloc(3, 1).expect("space");
+        assert_eq!(small[0].len, 3);
+        s.checkpoint_reserve_blocks = s.free.free_blocks;
+        assert!(s.alloc_data(1).is_none());
+        s.unalloc(&big);
+        s.unalloc(&small);
+        assert_eq!(s.free.free_blocks, 4093);
+        assert_eq!(s.free.runs().count(), 1);
+    }
+
+    #[test]
+    fn fragmented_allocation_uses_several_runs_or_none() {
+        let mut s = Space::new(0, 100);
+        s.free.insert(0, 3);
+        s.free.insert(10, 3);
+        s.free.insert(20, 3);
+        assert!(s.alloc(7, 2).is_none());
+        assert_eq!(s.free.free_blocks, 9);
+        let runs = s.alloc(7, 3).expect("three runs");
+        assert_eq!(runs.iter().map(|r| r.len).sum::<u64>(), 7);
+        assert_eq!(s.free.free_blocks, 2);
+    }
+}
