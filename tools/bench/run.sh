@@ -490,13 +490,14 @@ run_fio_job() {
 
 # timed_copy SRC DST: one `cp` (coreutils: FICLONE, then copy_file_range,
 # then read/write), timed, printed as JSON; DST is removed afterwards.
+# Runs where errexit is off (under run_one's `||`), so every step is checked.
 timed_copy() {
     local source=$1 destination=$2 start_ns end_ns bytes
-    bytes=$(stat -c %s "$source")
+    bytes=$(stat -c %s "$source") || return 1
     start_ns=$(date +%s%N)
-    cp --reflink=auto "$source" "$destination"
+    cp --reflink=auto "$source" "$destination" || return 1
     end_ns=$(date +%s%N)
-    rm -f "$destination"
+    rm -f "$destination" || return 1
     printf '{"bytes": %d, "seconds": %s}\n' "$bytes" \
         "$(awk -v ns=$((end_ns - start_ns)) 'BEGIN {printf "%.6f", ns / 1e9}')"
 }
