@@ -187,3 +187,194 @@ fn rename_variants_follow_posix() {
     let fs = open(&sim);
     assert_clean(&fs);
 }
+
+#[test]
+fn unlinked_open_file_lives_until_release_and_orphans_are_reclaimed_at_mount() {
+    let sim = formatted(1024, None);
+    let fs = open(&sim);
+    let f = fs
+        .mknod(ROOT_INO, b"f", libc::S_IFREG | 0o644, 0, ROOT_CREDS)
+        .expect("f");
+    fs.write(f.ino, 0, &pattern(5, 3 * BS as usize))
+        .expect("write");
+    fs.open_inode(f.ino).expect("open");
+    fs.unlink(ROOT_INO, b"f").expect("unlink");
+    assert_eq!(fs.getattr(f.ino).expect("still there").nlink, 0);
+    assert_eq!(fs.read(f.ino, 0, 100).expect("read"), pattern(5, 100));
+    fs.write(f.ino, 0, b"still writable").expect("write");
+    assert_clean(&fs);
+    let used = fs.usage().expect("usage").physical_bytes;
+    fs.release_inode(f.ino).expect("release");
+    assert!(matches!(fs.getattr(f.ino), Err(Error::NotFound)));
+    assert_eq!(fs.usage().expect("usage").physical_bytes, used - 3 * BS);
+    assert_clean(&fs);
+    // Crash with an unlinked file still open: the next mount reclaims it.
+    let g = fs
+        .mknod(ROOT_INO, b"g", libc::S_IFREG | 0o644, 0, ROOT_CREDS)
+        .expect("g");
+    fs.write(g.ino, 0, &pattern(6, 2 * BS as usize))
+        .expect("write");
+    fs.open_inode(g.ino).expect("open");
+    fs.unlink(ROOT_INO, b"g").expect("unlink");
+    drop(fs);
+    let fs = open(&sim);
+    assert!(matches!(fs.getattr(g.ino), Err(Error::NotFound)));
+    assert_eq!(fs.usage().expect("usage").physical_bytes, 0);
+    assert_clean(&fs);
+}
+
+#[test]
+fn xattr_namespaces_modes_and_limits_follow_linux() {
+    let sim = formatted(256, None);
+    let fs = open(&sim);
+    let f = fs
+        .mknod(ROOT_INO, b"f", libc::S_IFREG | 0o644, 0, ROOT_CREDS)
+        .expect("f");
+    use cowdax::fs::XattrSetMode::{Any, Create, Replace};
+    assert!(matches!(
+        fs.setxattr(f.ino, b"user.a", b"1", Replace),
+        Err(Error::NoAttr)
+    ));
+    fs.setxattr(f.ino, b"user.a", b"1", Create).expect("create");
+    assert!(matches!(
+        fs.setxattr(f.ino, b"user.a", b"2", Create),
+        Err(Error::Exists)
+    ));
+    fs.setxattr(f.ino, b"user.a", b"2", Replace)
+        .expect("replace");
+    fs.setxattr(f.ino, b"trusted.t", b"", Any).expect("trusted");
+    fs.setxattr(f.ino, b"security.selinux", b"ctx", Any)
+        .expect("security");
+    fs.setxattr(f.ino, b"system.posix_acl_access", b"acl", Any)
+        .expect("acl");
+    assert!(matches!(
+        fs.setxattr(f.ino, b"os2.x", b"", Any),
+        Err(Error::NotSupported)
+    ));
+    assert!(matches!(
+        fs.setxattr(f.ino, b"user.big", &vec![0; 65537], Any),
+        Err(Error::TooBig)
+    ));
+    fs.setxattr(f.ino, b"user.max", &vec![7; 65536], Any)
+        .expect("64 KiB value");
+    let long = [b"user.".as_slice(), &[b'x'; 251]].concat();
+    assert!(matches!(
+        fs.setxattr(f.ino, &long, b"", Any),
+        Err(Error::Range)
+    ));
+    assert_eq!(fs.getxattr(f.ino, b"user.a").expect("get"), b"2");
+    assert_eq!(fs.listxattr(f.ino).expect("list").len(), 5);
+    fs.removexattr(f.ino, b"user.a").expect("remove");
+    assert!(matches!(fs.getxattr(f.ino, b"user.a"), Err(Error::NoAttr)));
+    let s = fs
+        .symlink(ROOT_INO, b"s", b"f", ROOT_CREDS)
+        .expect("symlink");
+    assert!(matches!(
+        fs.setxattr(s.ino, b"user.a", b"1", Any),
+        Err(Error::Perm)
+    ));
+    drop(fs);
+    let fs = open(&sim);
+    assert_eq!(fs.getxattr(f.ino, b"user.max").expect("get").len(), 65536);
+    assert_clean(&fs);
+}
+
+#[test]
+fn names_links_and_seek_behave_as_posix() {
+    let sim = formatted(1024, None);
+    let fs = open(&sim);
+    assert!(matches!(
+        fs.mknod(ROOT_INO, &[b'n'; 256], libc::S_IFREG | 0o644, 0, ROOT_CREDS),
+        Err(Error::NameTooLong)
+    ));
+    fs.mknod(ROOT_INO, &[b'n'; 255], libc::S_IFREG | 0o644, 0, ROOT_CREDS)
+        .expect("255 bytes");
+    assert!(fs
+        .mknod(ROOT_INO, b"a/b", libc::S_IFREG, 0, ROOT_CREDS)
+        .is_err());
+    let d = fs.mkdir(ROOT_INO, b"d", 0o755, ROOT_CREDS).expect("mkdir");
+    assert!(matches!(fs.link(d.ino, ROOT_INO, b"dl"), Err(Error::Perm)));
+    let f = fs
+        .mknod(d.ino, b"f", libc::S_IFREG | 0o644, 0, ROOT_CREDS)
+        .expect("f");
+    fs.link(f.ino, ROOT_INO, b"hard").expect("link");
+    assert_eq!(fs.getattr(f.ino).expect("attr").nlink, 2);
+    let mut paths = fs.paths_of(f.ino, 10).expect("paths");
+    paths.sort();
+    assert_eq!(paths, vec![b"/d/f".to_vec(), b"/hard".to_vec()]);
+    assert!(matches!(fs.unlink(ROOT_INO, b"d"), Err(Error::IsDir)));
+    assert!(matches!(fs.rmdir(ROOT_INO, b"hard"), Err(Error::NotDir)));
+    // Sparse file: data at block 2 and an unwritten block at 5.
+    fs.write(f.ino, 2 * BS, b"data").expect("write");
+    fs.fallocate(f.ino, 5 * BS, BS, cowdax::fs::FallocMode::Allocate)
+        .expect("fallocate");
+    use cowdax::fs::Whence::{Data, Hole};
+    assert_eq!(fs.seek(f.ino, 0, Data).expect("seek"), 2 * BS);
+    assert_eq!(fs.seek(f.ino, 2 * BS + 1, Hole).expect("seek"), 3 * BS);
+    assert_eq!(fs.seek(f.ino, 3 * BS, Data).expect("seek"), 5 * BS);
+    assert_eq!(fs.seek(f.ino, 5 * BS, Hole).expect("seek"), 6 * BS);
+    assert!(matches!(fs.seek(f.ino, 6 * BS, Data), Err(Error::NoData)));
+    assert_eq!(
+        fs.read(f.ino, 5 * BS, 10).expect("unwritten reads zeros"),
+        vec![0; 10]
+    );
+    let st = fs.statfs().expect("statfs");
+    assert!(st.free_blocks > 0 && st.free_blocks < st.total_blocks);
+    assert_clean(&fs);
+}
+
+#[test]
+fn special_files_keep_kind_rdev_and_refuse_data_operations() {
+    let sim = formatted(256, None);
+    let fs = open(&sim);
+    let kinds = [
+        (b"fifo".as_slice(), libc::S_IFIFO, FileKind::Fifo, 0),
+        (b"sock", libc::S_IFSOCK, FileKind::Socket, 0),
+        (b"chr", libc::S_IFCHR, FileKind::CharDevice, 0x0501),
+        (b"blk", libc::S_IFBLK, FileKind::BlockDevice, 0x0802),
+    ];
+    for (name, mode, kind, rdev) in kinds {
+        let a = fs
+            .mknod(ROOT_INO, name, mode | 0o640, rdev, ROOT_CREDS)
+            .expect("mknod");
+        assert_eq!((a.kind, a.rdev, a.perm), (kind, rdev, 0o640));
+        assert!(matches!(fs.write(a.ino, 0, b"x"), Err(Error::Invalid(_))));
+    }
+    assert!(matches!(
+        fs.mknod(ROOT_INO, b"d", libc::S_IFDIR | 0o755, 0, ROOT_CREDS),
+        Err(Error::Invalid(_))
+    ));
+    let d = fs
+        .mkdir(ROOT_INO, b"dir", 0o700, ROOT_CREDS)
+        .expect("mkdir");
+    assert!(matches!(fs.read(d.ino, 0, 10), Err(Error::IsDir)));
+    drop(fs);
+    let fs = open(&sim);
+    let chr = fs.lookup(ROOT_INO, b"chr").expect("chr");
+    assert_eq!((chr.kind, chr.rdev), (FileKind::CharDevice, 0x0501));
+    assert_clean(&fs);
+}
+
+#[test]
+fn read_only_scrub_accepts_orphans_that_the_next_mount_reclaims() {
+    let sim = formatted(512, None);
+    let fs = open(&sim);
+    let f = fs
+        .mknod(ROOT_INO, b"f", libc::S_IFREG | 0o644, 0, ROOT_CREDS)
+        .expect("f");
+    fs.write(f.ino, 0, b"data").expect("write");
+    fs.open_inode(f.ino).expect("open");
+    fs.unlink(ROOT_INO, b"f").expect("unlink");
+    drop(fs); // crash with the file open
+    let ro = cowdax::fs::Fs::open(
+        std::sync::Arc::new(sim.clone()),
+        cowdax::fs::OpenOptions { read_only: true },
+    )
+    .expect("read-only open");
+    assert_clean(&ro);
+    assert_eq!(ro.getattr(f.ino).expect("orphan still there").nlink, 0);
+    drop(ro);
+    let fs = open(&sim);
+    assert!(matches!(fs.getattr(f.ino), Err(Error::NotFound)));
+    assert_clean(&fs);
+}

@@ -60,17 +60,26 @@ fn failing_write_changes_nothing_and_freeing_space_makes_room() {
     ));
     assert_eq!(fs.getattr(keep).expect("getattr"), before);
     // Everything not needing data blocks still works.
-    fs.write(keep, 0, b"in place").expect("in-place write needs no space");
-    fs.mkdir(ROOT_INO, b"dir", 0o755, ROOT_CREDS).expect("mkdir");
+    fs.write(keep, 0, b"in place")
+        .expect("in-place write needs no space");
+    fs.mkdir(ROOT_INO, b"dir", 0o755, ROOT_CREDS)
+        .expect("mkdir");
     fs.rename(ROOT_INO, b"keep", ROOT_INO, b"kept", Default::default())
         .expect("rename");
     assert_clean(&fs);
     let free_before = fs.statfs().expect("statfs").free_blocks;
     // Free space: truncate the filler, then the big write succeeds.
-    fs.setattr(filler, &SetAttr { size: Some(0), ..SetAttr::default() })
-        .expect("truncate");
+    fs.setattr(
+        filler,
+        &SetAttr {
+            size: Some(0),
+            ..SetAttr::default()
+        },
+    )
+    .expect("truncate");
     assert!(fs.statfs().expect("statfs").free_blocks > free_before + 100);
-    fs.write(keep, 1 << 20, &pattern(2, 100_000)).expect("write after freeing");
+    fs.write(keep, 1 << 20, &pattern(2, 100_000))
+        .expect("write after freeing");
     assert_clean(&fs);
     drop(fs);
     let fs = open(&sim);
@@ -104,8 +113,14 @@ fn cow_of_shared_extents_at_enospc_fails_cleanly_and_unsharing_frees_nothing() {
     fs.unlink(ROOT_INO, b"a").expect("unlink a");
     assert_eq!(fs.statfs().expect("statfs").free_blocks, free0);
     // Truncating shared files only drops references.
-    fs.setattr(c, &SetAttr { size: Some(0), ..SetAttr::default() })
-        .expect("truncate c");
+    fs.setattr(
+        c,
+        &SetAttr {
+            size: Some(0),
+            ..SetAttr::default()
+        },
+    )
+    .expect("truncate c");
     assert_eq!(fs.read(b, 0, 1 << 20).expect("read b"), data);
     // Free real space by punching the filler; then the CoW write works.
     fs.fallocate(filler, 0, 64 * BS, FallocMode::PunchHole)
@@ -137,7 +152,13 @@ fn creating_many_inodes_on_a_full_device_stops_with_enospc_never_journal_full() 
     let mut created = 0;
     let result = loop {
         let name = format!("n{created}");
-        match fs.mknod(ROOT_INO, name.as_bytes(), libc::S_IFREG | 0o644, 0, ROOT_CREDS) {
+        match fs.mknod(
+            ROOT_INO,
+            name.as_bytes(),
+            libc::S_IFREG | 0o644,
+            0,
+            ROOT_CREDS,
+        ) {
             Ok(_) => created += 1,
             Err(e) => break e,
         }
@@ -151,6 +172,25 @@ fn creating_many_inodes_on_a_full_device_stops_with_enospc_never_journal_full() 
     fs.mknod(ROOT_INO, b"after", libc::S_IFREG | 0o644, 0, ROOT_CREDS)
         .expect("create after freeing");
     fs.unmount().expect("unmount with a full-ish device");
+    drop(fs);
+    let fs = open(&sim);
+    assert_clean(&fs);
+}
+
+#[test]
+fn an_operation_larger_than_a_tiny_journal_fails_with_enospc_and_changes_nothing() {
+    // 16 KiB journal: one transaction may carry at most ~8 KiB.
+    let sim = formatted(512, Some(16 * 1024));
+    let fs = open(&sim);
+    let f = create(&fs, b"f");
+    assert!(matches!(
+        fs.setxattr(f, b"user.big", &[1; 60_000], cowdax::fs::XattrSetMode::Any),
+        Err(Error::NoSpace)
+    ));
+    assert!(matches!(fs.getxattr(f, b"user.big"), Err(Error::NoAttr)));
+    fs.setxattr(f, b"user.small", &[1; 1000], cowdax::fs::XattrSetMode::Any)
+        .expect("small xattr");
+    assert_clean(&fs);
     drop(fs);
     let fs = open(&sim);
     assert_clean(&fs);

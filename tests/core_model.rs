@@ -58,6 +58,13 @@ enum Op {
         dst_blk: u64,
         blocks: u64,
     },
+    Copy {
+        src: usize,
+        dst: usize,
+        src_off: u64,
+        dst_off: u64,
+        len: u64,
+    },
     Unlink {
         entry: usize,
     },
@@ -97,6 +104,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         ),
         1 => (0..8usize, 0..8usize, 0..8u64, 0..8u64, 1..4u64).prop_map(
             |(src, dst, src_blk, dst_blk, blocks)| Op::Dedupe { src, dst, src_blk, dst_blk, blocks }
+        ),
+        2 => (0..8usize, 0..8usize, 0..30_000u64, 0..30_000u64, 0..20_000u64).prop_map(
+            |(src, dst, src_off, dst_off, len)| Op::Copy { src, dst, src_off, dst_off, len }
         ),
         2 => (0..16usize).prop_map(|entry| Op::Unlink { entry }),
         2 => (0..16usize, 0..8usize, 0..5usize, any::<bool>())
@@ -442,6 +452,35 @@ fn step(sim: &SimMedia, fs: &mut Fs, m: &mut Model, op: &Op) {
                 }
             }
         }
+        Op::Copy {
+            src,
+            dst,
+            src_off,
+            dst_off,
+            len,
+        } => {
+            let (Some(s), Some(d)) = (pick(&files, src), pick(&files, dst)) else {
+                return;
+            };
+            if s == d && src_off < dst_off + len && dst_off < src_off + len {
+                return; // the VFS never sends same-file copies that overlap
+            }
+            let src_data = m.data(s).clone();
+            let n = len.min((src_data.len() as u64).saturating_sub(src_off));
+            let got = fs
+                .copy_range(s, src_off, d, dst_off, len)
+                .expect("copy_range");
+            assert_eq!(got, n, "bytes copied");
+            if n > 0 {
+                let data = m.data(d);
+                let end = (dst_off + n) as usize;
+                if data.len() < end {
+                    data.resize(end, 0);
+                }
+                data[dst_off as usize..end]
+                    .copy_from_slice(&src_data[src_off as usize..(src_off + n) as usize]);
+            }
+        }
         Op::Unlink { entry } => {
             let Some((p, name, child)) = entries.get(entry % entries.len().max(1)).cloned() else {
                 return;
@@ -562,10 +601,30 @@ fn step(sim: &SimMedia, fs: &mut Fs, m: &mut Model, op: &Op) {
             }
         }
         Op::Remount { clean } => {
+            // Replay must rebuild exactly the attributes the live operations
+            // produced (all inodes after a clean unmount; after a crash,
+            // directories — files may lose lazily journaled timestamps).
+            let inos: Vec<Ino> = if clean {
+                m.nodes.keys().copied().collect()
+            } else {
+                dirs.clone()
+            };
+            let before: Vec<_> = inos
+                .iter()
+                .map(|&i| fs.getattr(i).expect("getattr"))
+                .collect();
             if clean {
                 fs.unmount().expect("unmount");
             }
             *fs = open(sim);
+            let after: Vec<_> = inos
+                .iter()
+                .map(|&i| fs.getattr(i).expect("getattr"))
+                .collect();
+            assert_eq!(
+                before, after,
+                "attributes changed across remount (clean: {clean})"
+            );
         }
     }
 }

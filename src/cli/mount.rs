@@ -1,12 +1,91 @@
 //! `cowdax mount …` and the bare `cowdax SOURCE MOUNTPOINT -o …` form that
-//! mount.fuse3 uses. (Placeholder on the skeleton branch; owned by the FUSE work.)
+//! mount.fuse3 uses (`mount -t fuse.cowdax SRC MNT` and fstab).
 
 use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::fuse::daemon::{self, MountRequest, EXIT_USAGE};
+use crate::fuse::options::MountOptions;
+
+const OPTIONS_HELP: &str = "\
+Mount options (-o, comma-separated, may repeat):
+  rw, ro                         read-write (default) or read-only
+  allow_other, allow_root        let other users (or root) use the mount;
+                                 permission checks stay on
+  default_permissions            kernel checks mode bits and POSIX ACLs (default)
+  dev/nodev, suid/nosuid, exec/noexec, sync/async, dirsync
+  atime, strictatime, relatime (default), noatime, nodiratime
+  fsname=NAME                    source shown by mount/df (default: SOURCE)
+  subtype=cowdax                 accepted; the type is always fuse.cowdax
+  auto_unmount                   unmount if the daemon dies (needs allow_other/allow_root)
+  threads=N                      worker threads (default: one per CPU)
+  writeback_cache, nowriteback_cache
+                                 kernel write-back caching (default: off)
+  max_write=BYTES                largest write request, up to 1M (default 1M)
+  attr_timeout=SECS, entry_timeout=SECS
+                                 kernel cache lifetimes (default 1)
+Ignored (used by mount(8) and fstab): defaults, auto, noauto, user, users,
+  nofail, _netdev, owner, group, comment=…, x-…
+Anything else is refused.
+
+Exit status: 0 once the mount is live; 1 for a usage or option error;
+32 when mounting failed.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cowdax mount",
+    about = "Mount a cowdax filesystem (returns once the mount is live)",
+    after_help = OPTIONS_HELP
+)]
+struct MountArgs {
+    /// Image file or device holding a cowdax filesystem.
+    source: PathBuf,
+    /// Directory to mount it on.
+    mountpoint: PathBuf,
+    /// Mount options, comma-separated (see below).
+    #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
+    options: Vec<String>,
+    /// Stay in the foreground and log to stderr.
+    #[arg(short = 'f', long = "foreground")]
+    foreground: bool,
+    /// Debug logging (implies -f).
+    #[arg(short = 'd', long = "debug")]
+    debug: bool,
+    /// Internal: the detached daemon process started by the mount command.
+    #[arg(long = "daemon-child", hide = true)]
+    daemon_child: bool,
+    /// Internal: debug logging in the detached daemon.
+    #[arg(long = "debug-log", hide = true)]
+    debug_log: bool,
+}
 
 /// Runs the mount command with the arguments after the program name (and
 /// after `mount` if it was given). Returns the exit code.
 pub fn run(args: &[OsString]) -> i32 {
-    let _ = args;
-    eprintln!("cowdax: mounting is not built yet");
-    1
+    let argv = std::iter::once(OsString::from("cowdax mount")).chain(args.iter().cloned());
+    let parsed = match MountArgs::try_parse_from(argv) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() { EXIT_USAGE } else { 0 };
+        }
+    };
+    let options = match MountOptions::parse(&parsed.options) {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("cowdax: {err}");
+            return EXIT_USAGE;
+        }
+    };
+    let request = MountRequest {
+        source: parsed.source,
+        mountpoint: parsed.mountpoint,
+        options,
+        option_args: parsed.options,
+        foreground: parsed.foreground || parsed.debug,
+        debug: parsed.debug || parsed.debug_log,
+    };
+    daemon::run(request, parsed.daemon_child)
 }

@@ -2,10 +2,9 @@
 //! journal replay run this same code, so a replayed state is the state the
 //! operations built (up to the DRAM-only fields: open counts, dirty flags).
 
-use std::collections::HashMap;
-
 use super::codec::Record;
-use super::inode::{DirSlot, Inode};
+use super::inode::{DirSlot, InoMap, Inode};
+use super::namespace::DIRENT_SIZE_BYTES;
 use super::space::Space;
 use super::{Error, FileKind, Ino, Result};
 
@@ -18,9 +17,9 @@ pub(crate) trait InodeAccess {
     fn delete(&mut self, ino: Ino) -> Option<Inode>;
 }
 
-impl InodeAccess for HashMap<Ino, Inode> {
+impl InodeAccess for InoMap<Inode> {
     fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
-        HashMap::get_mut(self, &ino)
+        InoMap::get_mut(self, &ino)
     }
     fn create(&mut self, ino: Ino, inode: Inode) {
         self.insert(ino, inode);
@@ -155,6 +154,16 @@ pub(crate) fn apply(
                     space.as_deref_mut(),
                 )?;
             }
+        }
+        Record::TouchDir { dir, time } => {
+            let inode = inodes.get_mut(*dir).ok_or_else(|| missing(*dir))?;
+            let d = inode.dir()?;
+            let (entries, max_cookie) = (d.len() as u64, d.max_cookie());
+            let a = &mut inode.attrs;
+            a.size = entries * DIRENT_SIZE_BYTES;
+            a.next_cookie = a.next_cookie.max(max_cookie.saturating_add(1));
+            a.mtime = *time;
+            a.ctime = *time;
         }
     }
     Ok(())

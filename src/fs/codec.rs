@@ -7,8 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use super::inode::{DirSlot, Extent, Inode, InodeAttrs, EXTENT_UNWRITTEN, MAX_EXTENT_BLOCKS};
+use super::data::MAX_FILE_BYTES;
+use super::inode::{
+    DirSlot, Extent, InoMap, Inode, InodeAttrs, EXTENT_UNWRITTEN, MAX_EXTENT_BLOCKS,
+};
 use super::{Error, FileKind, Ino, Result, Timestamp, NAME_MAX};
+use crate::store::BLOCK_SIZE;
 
 /// Checkpoint payload magic and version.
 const CHECKPOINT_MAGIC: &[u8; 8] = b"CDXCKPT\0";
@@ -84,6 +88,13 @@ pub(crate) enum Record {
         dst_block: u64,
         len_blocks: u64,
     },
+    /// A directory's entries changed: set mtime = ctime = `time` and
+    /// re-derive size (entries × 32) and next_cookie (past every cookie).
+    /// The compact form of the parent update of file creates and unlinks.
+    TouchDir {
+        dir: Ino,
+        time: Timestamp,
+    },
 }
 
 const TAG_PUT_INODE: u8 = 1;
@@ -95,6 +106,7 @@ const TAG_REMOVE_XATTR: u8 = 6;
 const TAG_MAP_EXTENT: u8 = 7;
 const TAG_UNMAP_RANGE: u8 = 8;
 const TAG_CLONE_RANGE: u8 = 9;
+const TAG_TOUCH_DIR: u8 = 10;
 
 /// Append-only little-endian writer.
 #[derive(Default)]
@@ -132,22 +144,31 @@ impl Writer {
         self.u32(t.nanos);
     }
     fn attrs(&mut self, a: &InodeAttrs) {
-        self.u8(kind_tag(a.kind));
-        self.u32(a.perm);
-        self.u32(a.nlink);
-        self.u32(a.uid);
-        self.u32(a.gid);
-        self.u32(a.rdev);
-        self.u64(a.size);
-        self.time(a.atime);
-        self.time(a.mtime);
-        self.time(a.ctime);
-        self.time(a.btime);
-        self.u64(a.generation);
-        self.u64(a.parent);
-        self.u64(a.next_cookie);
+        // Assembled in a fixed array and appended once (hot in checkpoints).
+        let mut b = [0u8; ATTRS_BYTES];
+        b[0] = kind_tag(a.kind);
+        let mut pos = 1;
+        let mut put = |bytes: &[u8]| {
+            b[pos..pos + bytes.len()].copy_from_slice(bytes);
+            pos += bytes.len();
+        };
+        for v in [a.perm, a.nlink, a.uid, a.gid, a.rdev] {
+            put(&v.to_le_bytes());
+        }
+        put(&a.size.to_le_bytes());
+        for t in [a.atime, a.mtime, a.ctime, a.btime] {
+            put(&t.secs.to_le_bytes());
+            put(&t.nanos.to_le_bytes());
+        }
+        for v in [a.generation, a.parent, a.next_cookie] {
+            put(&v.to_le_bytes());
+        }
+        self.buf.extend_from_slice(&b);
     }
 }
+
+/// Encoded size of `InodeAttrs`: kind, 5 × u32, size, 4 timestamps, 3 × u64.
+const ATTRS_BYTES: usize = 1 + 5 * 4 + 8 + 4 * 12 + 3 * 8;
 
 /// Bounds-checked little-endian reader over untrusted bytes.
 pub(crate) struct Reader<'a> {
@@ -232,14 +253,22 @@ impl<'a> Reader<'a> {
         if perm & !0o7777 != 0 {
             return Err(corrupt("permission bits out of range"));
         }
+        let nlink = self.u32()?;
+        let uid = self.u32()?;
+        let gid = self.u32()?;
+        let rdev = self.u32()?;
+        let size = self.u64()?;
+        if size > MAX_FILE_BYTES {
+            return Err(corrupt("inode size out of range"));
+        }
         Ok(InodeAttrs {
             kind,
             perm,
-            nlink: self.u32()?,
-            uid: self.u32()?,
-            gid: self.u32()?,
-            rdev: self.u32()?,
-            size: self.u64()?,
+            nlink,
+            uid,
+            gid,
+            rdev,
+            size,
             atime: self.time()?,
             mtime: self.time()?,
             ctime: self.time()?,
@@ -254,7 +283,11 @@ impl<'a> Reader<'a> {
         let phys_block = self.u64()?;
         let len_blocks = self.u64()?;
         let flags = self.u8()?;
-        if len_blocks == 0 || file_block.checked_add(len_blocks).is_none() {
+        if len_blocks == 0
+            || file_block
+                .checked_add(len_blocks)
+                .is_none_or(|end| end > MAX_FILE_BYTES / BLOCK_SIZE)
+        {
             return Err(corrupt("extent length out of range"));
         }
         if phys_block.checked_add(len_blocks).is_none() {
@@ -393,6 +426,11 @@ fn encode_record(w: &mut Writer, rec: &Record) {
             w.u64(*dst_block);
             w.u64(*len_blocks);
         }
+        Record::TouchDir { dir, time } => {
+            w.u8(TAG_TOUCH_DIR);
+            w.u64(*dir);
+            w.time(*time);
+        }
     }
 }
 
@@ -480,9 +518,12 @@ fn decode_record(r: &mut Reader<'_>) -> Result<Record> {
             let dst = r.u64()?;
             let dst_block = r.u64()?;
             let len_blocks = r.u64()?;
-            if src_block.checked_add(len_blocks).is_none()
-                || dst_block.checked_add(len_blocks).is_none()
-            {
+            let in_range = |start: u64| {
+                start
+                    .checked_add(len_blocks)
+                    .is_some_and(|end| end <= MAX_FILE_BYTES / BLOCK_SIZE)
+            };
+            if !in_range(src_block) || !in_range(dst_block) {
                 return Err(corrupt("clone range overflows"));
             }
             Record::CloneRange {
@@ -493,6 +534,10 @@ fn decode_record(r: &mut Reader<'_>) -> Result<Record> {
                 len_blocks,
             }
         }
+        TAG_TOUCH_DIR => Record::TouchDir {
+            dir: r.u64()?,
+            time: r.time()?,
+        },
         _ => return Err(corrupt("unknown journal record tag")),
     })
 }
@@ -501,7 +546,7 @@ fn decode_record(r: &mut Reader<'_>) -> Result<Record> {
 pub(crate) struct CheckpointState {
     pub next_ino: u64,
     pub next_generation: u64,
-    pub inodes: Vec<(Ino, Inode)>,
+    pub inodes: InoMap<Inode>,
 }
 
 /// Serialize the checkpoint header and then each inode via `each`.
@@ -569,7 +614,7 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
     if count > (r.remaining() / 100) as u64 {
         return Err(corrupt("checkpoint inode count out of range"));
     }
-    let mut inodes = Vec::with_capacity(count as usize);
+    let mut inodes = InoMap::with_capacity_and_hasher(count as usize, Default::default());
     for _ in 0..count {
         let ino = r.u64()?;
         let attrs = r.attrs()?;
@@ -620,7 +665,9 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
                 }
             }
         }
-        inodes.push((ino, inode));
+        if inodes.insert(ino, inode).is_some() {
+            return Err(Error::Corrupt(format!("inode {ino} appears twice")));
+        }
     }
     if r.remaining() != 0 {
         return Err(corrupt("trailing bytes after checkpoint"));
@@ -706,6 +753,10 @@ mod tests {
                 dst_block: 8,
                 len_blocks: 3,
             },
+            Record::TouchDir {
+                dir: 1,
+                time: Timestamp { secs: 5, nanos: 6 },
+            },
         ];
         let bytes = encode_txn(&records);
         assert_eq!(decode_txn(&bytes).expect("decodes"), records);
@@ -780,13 +831,34 @@ mod tests {
         let state = decode_checkpoint(&w.buf).expect("decodes");
         assert_eq!(state.next_ino, 3);
         assert_eq!(state.inodes.len(), 2);
-        let (_, f) = &state.inodes[1];
+        let f = &state.inodes[&2];
         assert_eq!(f.extents, file.extents);
         assert_eq!(f.xattrs, file.xattrs);
-        let (_, d) = &state.inodes[0];
+        let d = &state.inodes[&1];
         assert_eq!(d.dir.as_ref().map(|d| d.by_cookie.len()), Some(1));
         for cut in 0..w.buf.len() {
             assert!(decode_checkpoint(&w.buf[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let _ = decode_txn(&bytes);
+            let _ = decode_checkpoint(&bytes);
+            let mut with_magic = vec![TXN_MAGIC, TXN_VERSION];
+            with_magic.extend_from_slice(&bytes);
+            let _ = decode_txn(&with_magic);
+            let mut ckpt = CHECKPOINT_MAGIC.to_vec();
+            ckpt.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+            ckpt.extend_from_slice(&bytes);
+            let _ = decode_checkpoint(&ckpt);
         }
     }
 }

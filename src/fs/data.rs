@@ -59,6 +59,18 @@ enum Action {
     New { copy_from: Option<u64> },
 }
 
+/// New bytes for blocks contiguous on the media, stored in one go.
+struct StoreRun {
+    phys_block: u64,
+    blocks: u64,
+    piece: usize,
+    /// File offset of the first byte.
+    file_off: u64,
+    /// Offset of the first byte inside the first block.
+    first_block_off: u64,
+    len: u64,
+}
+
 /// Result of storing data: the mapping records to commit and the blocks
 /// allocated for them (to give back if the commit fails).
 pub(crate) struct Stored {
@@ -145,9 +157,24 @@ impl Fs {
             .count() as u64;
         let allocated = self.alloc_data(new_blocks)?;
         let mut new_iter = allocated.iter().flat_map(|r| r.start..r.start + r.len);
-        // 3. Store and persist.
+        // 3. Store and persist. Untouched parts of each block are prepared
+        // first (zeroed or copied); the new bytes of consecutive blocks that
+        // are contiguous on the media go out in one store and one persist.
         let mut maps: Vec<(u64, u64)> = Vec::new(); // (file_block, phys) now written
+        let flush = |run: &StoreRun| -> Result<()> {
+            let off = run.phys_block * BS + run.first_block_off;
+            match pieces[run.piece].fill {
+                Fill::Bytes(data) => {
+                    let src = (run.file_off - pieces[run.piece].off) as usize;
+                    media.write(off, &data[src..src + run.len as usize])?;
+                }
+                Fill::Zeros(_) => media.write_zeroes(off, run.len)?,
+            }
+            media.persist(run.phys_block * BS, run.blocks * BS)?;
+            Ok(())
+        };
         let result: Result<()> = (|| {
+            let mut run: Option<StoreRun> = None;
             for &(fb, action, pi) in &plan {
                 let piece = pieces[pi];
                 let block_start = fb * BS;
@@ -180,14 +207,34 @@ impl Fs {
                         p
                     }
                 };
-                match piece.fill {
-                    Fill::Bytes(data) => {
-                        let src = (block_start + lo - piece.off) as usize;
-                        media.write(phys * BS + lo, &data[src..src + (hi - lo) as usize])?;
+                let extends = run.as_ref().is_some_and(|r| {
+                    r.piece == pi
+                        && r.phys_block + r.blocks == phys
+                        && r.first_block_off + r.len == r.blocks * BS
+                        && lo == 0
+                });
+                match run.as_mut() {
+                    Some(r) if extends => {
+                        r.blocks += 1;
+                        r.len += hi - lo;
                     }
-                    Fill::Zeros(_) => media.write_zeroes(phys * BS + lo, hi - lo)?,
+                    _ => {
+                        if let Some(r) = run.take() {
+                            flush(&r)?;
+                        }
+                        run = Some(StoreRun {
+                            phys_block: phys,
+                            blocks: 1,
+                            piece: pi,
+                            file_off: block_start + lo,
+                            first_block_off: lo,
+                            len: hi - lo,
+                        });
+                    }
                 }
-                media.persist(phys * BS, BS)?;
+            }
+            if let Some(r) = run.take() {
+                flush(&r)?;
             }
             Ok(())
         })();
@@ -308,7 +355,7 @@ impl Fs {
         self.mutating(|| {
             let arc = self.inode(ino)?;
             let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino);
+            let inode = guard(&guards, ino)?;
             check_regular(inode)?;
             let old_size = inode.attrs.size;
             let merged: Vec<u8>;
@@ -360,7 +407,7 @@ impl Fs {
                 return Ok(len);
             }
             let mut edits = Edits::default();
-            let a = edits.attrs(&guards, ino);
+            let a = edits.attrs(&guards, ino)?;
             a.size = a.size.max(end);
             a.mtime = now;
             a.ctime = now;
@@ -381,7 +428,7 @@ impl Fs {
         self.mutating(|| {
             let arc = self.inode(ino)?;
             let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino);
+            let inode = guard(&guards, ino)?;
             if inode.deleted {
                 return Err(Error::NotFound);
             }
@@ -417,13 +464,13 @@ impl Fs {
                         }],
                     )?;
                 }
-                let a = edits.attrs(&guards, ino);
+                let a = edits.attrs(&guards, ino)?;
                 if size != old {
                     a.mtime = now;
                 }
                 a.size = size;
             }
-            let a = edits.attrs(&guards, ino);
+            let a = edits.attrs(&guards, ino)?;
             if let Some(perm) = set.perm {
                 a.perm = perm & 0o7777;
             }
@@ -442,7 +489,7 @@ impl Fs {
             a.ctime = set.ctime.unwrap_or(now);
             let grows = !stored.records.is_empty() && !shrinks;
             self.commit_data(&mut guards, stored, records, edits, grows)?;
-            Ok(guard(&guards, ino).to_attr(ino))
+            Ok(guard(&guards, ino)?.to_attr(ino))
         })
     }
 
@@ -457,7 +504,7 @@ impl Fs {
         self.mutating(|| {
             let arc = self.inode(ino)?;
             let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino);
+            let inode = guard(&guards, ino)?;
             check_regular(inode)?;
             let old_size = inode.attrs.size;
             let now = Timestamp::now();
@@ -516,7 +563,7 @@ impl Fs {
                                     records = recs;
                                     let mut alloc = stored.allocated;
                                     alloc.extend(z.allocated);
-                                    let a = edits.attrs(&guards, ino);
+                                    let a = edits.attrs(&guards, ino)?;
                                     a.size = end;
                                     a.ctime = now;
                                     let st = Stored {
@@ -531,9 +578,9 @@ impl Fs {
                                 }
                             }
                         }
-                        edits.attrs(&guards, ino).size = end;
+                        edits.attrs(&guards, ino)?.size = end;
                     }
-                    edits.attrs(&guards, ino).ctime = now;
+                    edits.attrs(&guards, ino)?.ctime = now;
                     return self.commit_data(&mut guards, stored, records, edits, true);
                 }
                 FallocMode::PunchHole => (true, false),
@@ -613,7 +660,7 @@ impl Fs {
                 }
             };
             stored.allocated.extend(full_runs);
-            let a = edits.attrs(&guards, ino);
+            let a = edits.attrs(&guards, ino)?;
             if !keep_size && end > old_size {
                 a.size = end;
             }
@@ -624,7 +671,7 @@ impl Fs {
                 if let Some((zoff, zlen)) = eof_piece {
                     match self.write_data(
                         ino,
-                        guard(&guards, ino),
+                        guard(&guards, ino)?,
                         &[Piece {
                             off: zoff,
                             fill: Fill::Zeros(zlen),
@@ -726,9 +773,9 @@ impl Fs {
         self.mutating(|| {
             let arcs = self.inodes_sorted(&[src, dst])?;
             let mut guards: Guards<'_> = arcs.iter().map(|(i, a)| (*i, wlock(a))).collect();
-            let s = guard(&guards, src);
+            let s = guard(&guards, src)?;
             check_regular(s)?;
-            check_regular(guard(&guards, dst))?;
+            check_regular(guard(&guards, dst)?)?;
             let src_size = s.attrs.size;
             let len = clamp_to_eof(src_off, len, src_size)?;
             if len == 0 {
@@ -738,7 +785,7 @@ impl Fs {
                 .checked_add(len)
                 .filter(|&e| e <= MAX_FILE_BYTES)
                 .ok_or(Error::FileTooBig)?;
-            let dst_size = guard(&guards, dst).attrs.size;
+            let dst_size = guard(&guards, dst)?.attrs.size;
             if len % BS != 0 && dst_end < dst_size {
                 return Err(Error::Invalid(
                     "a clone ending at the source's EOF must not end inside the destination",
@@ -752,7 +799,7 @@ impl Fs {
             if let Some((zoff, zlen)) = eof_zero_piece(dst_size, dst_off) {
                 stored = self.write_data(
                     dst,
-                    guard(&guards, dst),
+                    guard(&guards, dst)?,
                     &[Piece {
                         off: zoff,
                         fill: Fill::Zeros(zlen),
@@ -768,7 +815,7 @@ impl Fs {
             }];
             let now = Timestamp::now();
             let mut edits = Edits::default();
-            let a = edits.attrs(&guards, dst);
+            let a = edits.attrs(&guards, dst)?;
             a.size = a.size.max(dst_end);
             a.mtime = now;
             a.ctime = now;
@@ -792,8 +839,8 @@ impl Fs {
         self.mutating(|| {
             let arcs = self.inodes_sorted(&[src, dst])?;
             let mut guards: Guards<'_> = arcs.iter().map(|(i, a)| (*i, wlock(a))).collect();
-            let s = guard(&guards, src);
-            let d = guard(&guards, dst);
+            let s = guard(&guards, src)?;
+            let d = guard(&guards, dst)?;
             check_regular(s)?;
             check_regular(d)?;
             let src_size = s.attrs.size;
@@ -836,7 +883,7 @@ impl Fs {
                 len_blocks: blocks_for(len),
             }];
             let mut edits = Edits::default();
-            edits.attrs(&guards, dst).ctime = Timestamp::now();
+            edits.attrs(&guards, dst)?.ctime = Timestamp::now();
             let stored = Stored {
                 records: Vec::new(),
                 allocated: Vec::new(),
@@ -875,7 +922,8 @@ impl Fs {
             }
             Ok(())
         };
-        if src_off % BS == dst_off % BS && src != dst {
+        let overlapping = src == dst && src_off < dst_off + len && dst_off < src_off + len;
+        if src_off % BS == dst_off % BS && !overlapping {
             let head = (BS - src_off % BS) % BS;
             let head = head.min(len);
             copy_bytes(src_off, dst_off, head)?;

@@ -13,13 +13,12 @@
 //! Table shard locks are leaves: held only to look up/insert/remove an Arc,
 //! never while waiting for another lock.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::apply::{apply, InodeAccess};
 use super::codec::{self, Record, Writer};
-use super::inode::{Inode, InodeAttrs};
+use super::inode::{InoMap, Inode, InodeAttrs};
 use super::space::Space;
 use super::{Creds, Error, FileKind, Ino, OpenOptions, Result, Timestamp, ROOT_INO};
 use crate::media::Media;
@@ -43,17 +42,22 @@ pub(crate) fn mlock<T>(l: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Sharded map ino → inode.
 pub(crate) struct InodeTable {
-    shards: Vec<RwLock<HashMap<Ino, InodeRef>>>,
+    shards: Vec<RwLock<InoMap<InodeRef>>>,
 }
 
 impl InodeTable {
-    fn new() -> InodeTable {
-        InodeTable {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-        }
-    }
-    fn shard(&self, ino: Ino) -> &RwLock<HashMap<Ino, InodeRef>> {
+    fn shard(&self, ino: Ino) -> &RwLock<InoMap<InodeRef>> {
         &self.shards[(ino as usize) % SHARDS]
+    }
+    /// Build the table from a loaded map (mount), without per-insert locking.
+    fn from_map(inodes: InoMap<Inode>) -> InodeTable {
+        let mut shards: Vec<InoMap<InodeRef>> = (0..SHARDS).map(|_| InoMap::default()).collect();
+        for (ino, inode) in inodes {
+            shards[(ino as usize) % SHARDS].insert(ino, Arc::new(RwLock::new(inode)));
+        }
+        InodeTable {
+            shards: shards.into_iter().map(RwLock::new).collect(),
+        }
     }
     pub fn get(&self, ino: Ino) -> Option<InodeRef> {
         rlock(self.shard(ino)).get(&ino).cloned()
@@ -67,13 +71,12 @@ impl InodeTable {
     pub fn len(&self) -> u64 {
         self.shards.iter().map(|s| rlock(s).len() as u64).sum()
     }
-    /// Every inode (sorted by ino).
+    /// Every inode (in no particular order).
     pub fn all(&self) -> Vec<(Ino, InodeRef)> {
         let mut out: Vec<(Ino, InodeRef)> = Vec::new();
         for s in &self.shards {
             out.extend(rlock(s).iter().map(|(&i, r)| (i, r.clone())));
         }
-        out.sort_by_key(|(i, _)| *i);
         out
     }
 }
@@ -189,7 +192,7 @@ impl Fs {
         };
         let (store, recovered) = Store::open(media.clone(), access)?;
         let geometry = store.geometry();
-        let mut inodes: HashMap<Ino, Inode> = HashMap::new();
+        let mut inodes: InoMap<Inode> = InoMap::default();
         let mut next_ino = ROOT_INO + 1;
         let mut next_generation = 2;
         let checkpoint_bytes = recovered.checkpoint.as_ref().map_or(0, |c| c.len() as u64);
@@ -197,11 +200,7 @@ impl Fs {
             let state = codec::decode_checkpoint(payload)?;
             next_ino = next_ino.max(state.next_ino);
             next_generation = next_generation.max(state.next_generation);
-            for (ino, inode) in state.inodes {
-                if inodes.insert(ino, inode).is_some() {
-                    return Err(Error::Corrupt(format!("inode {ino} appears twice")));
-                }
-            }
+            inodes = state.inodes;
         }
         let mut journaled = 0u64;
         for payload in &recovered.transactions {
@@ -215,8 +214,8 @@ impl Fs {
             _ => return Err(Error::Corrupt("no root directory".into())),
         }
         for (&ino, inode) in &inodes {
-            next_ino = next_ino.max(ino + 1);
-            next_generation = next_generation.max(inode.attrs.generation + 1);
+            next_ino = next_ino.max(ino.saturating_add(1));
+            next_generation = next_generation.max(inode.attrs.generation.saturating_add(1));
         }
         let space = derive_space(
             &inodes,
@@ -224,15 +223,12 @@ impl Fs {
             geometry.pool_start,
             geometry.total_blocks,
         )?;
-        let table = InodeTable::new();
         let orphans: Vec<Ino> = inodes
             .iter()
             .filter(|(&ino, i)| i.attrs.nlink == 0 && ino != ROOT_INO)
             .map(|(&ino, _)| ino)
             .collect();
-        for (ino, inode) in inodes {
-            table.insert(ino, inode);
-        }
+        let table = InodeTable::from_map(inodes);
         let fs = Fs {
             media,
             global: RwLock::new(()),
@@ -310,7 +306,12 @@ impl Fs {
     pub(crate) fn mutating<T>(&self, op: impl Fn() -> Result<T>) -> Result<T> {
         self.check_writable()?;
         if self.journal_half_full() {
-            self.checkpoint()?;
+            // A failed checkpoint here is not the operation's failure: the
+            // journal still has room (and an unlink may be what frees the
+            // space the checkpoint lacks).
+            if let Err(e) = self.checkpoint() {
+                log::warn!("checkpoint before an operation failed: {e}");
+            }
         }
         let first = {
             let _g = rlock(&self.global);
@@ -397,12 +398,15 @@ impl Fs {
                     return Err(Error::NoSpace);
                 }
             }
-            let seq = store.commit(&payload)?;
-            let journaled = self
-                .journaled_bytes
-                .fetch_add(payload.len() as u64, Ordering::Relaxed)
-                + payload.len() as u64;
-            let _ = journaled;
+            let seq = match store.commit(&payload) {
+                Ok(seq) => seq,
+                // One operation bigger than the journal can ever hold (a
+                // tiny journal): nothing was written; report it as space.
+                Err(StoreError::TransactionTooLarge(_)) => return Err(Error::NoSpace),
+                Err(e) => return Err(e.into()),
+            };
+            self.journaled_bytes
+                .fetch_add(payload.len() as u64, Ordering::Relaxed);
             space.checkpoint_reserve_blocks = self.reserve_for(&store, 0);
             space.release_durable(store.durable_seq());
             seq
@@ -478,6 +482,12 @@ impl Fs {
     pub(crate) fn checkpoint_locked(&self) -> Result<()> {
         let all = self.table.all();
         let mut w = Writer::default();
+        // Reserve the expected size once: regrowing a buffer of hundreds of
+        // MiB costs more than encoding into it.
+        let estimate = self.last_checkpoint_bytes.load(Ordering::Relaxed)
+            + self.journaled_bytes.load(Ordering::Relaxed);
+        w.buf
+            .reserve(usize::try_from(estimate).unwrap_or(0).saturating_add(4096));
         codec::encode_checkpoint_header(
             &mut w,
             self.next_ino.load(Ordering::Relaxed),
@@ -544,7 +554,7 @@ impl Drop for Fs {
 /// Rebuild refcounts, owner map and free space from the extent maps and the
 /// checkpoint's blocks (mount, scrub).
 pub(crate) fn derive_space(
-    inodes: &HashMap<Ino, Inode>,
+    inodes: &InoMap<Inode>,
     checkpoint_extents: &[PhysExtent],
     pool_start: u64,
     total_blocks: u64,

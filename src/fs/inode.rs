@@ -9,6 +9,7 @@
 //!   its physical blocks one reference in the refcount tree.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::codec::XattrMap;
 use super::space::Space;
@@ -44,6 +45,17 @@ pub(crate) struct InodeAttrs {
     pub next_cookie: u64,
 }
 
+impl InodeAttrs {
+    /// Link count arithmetic that cannot overflow on corrupt input (the
+    /// callers check LINK_MAX before adding).
+    pub fn link_inc(&mut self) {
+        self.nlink = self.nlink.saturating_add(1);
+    }
+    pub fn link_dec(&mut self) {
+        self.nlink = self.nlink.saturating_sub(1);
+    }
+}
+
 /// One mapped run of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Extent {
@@ -58,6 +70,29 @@ impl Extent {
     }
 }
 
+/// Hasher for maps keyed by inode number. Inode numbers are allocated by
+/// the filesystem, not chosen by users, so a fast multiplicative hash is
+/// safe here (directory names, which users choose, keep SipHash).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct InoHasher(u64);
+
+impl Hasher for InoHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A map keyed by inode number.
+pub(crate) type InoMap<V> = HashMap<Ino, V, BuildHasherDefault<InoHasher>>;
+
 /// Where a directory entry points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DirSlot {
@@ -69,9 +104,12 @@ pub(crate) struct DirSlot {
 /// Invariant: both maps hold the same set of names.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Dir {
-    pub by_name: HashMap<Vec<u8>, DirEntrySlot>,
-    pub by_cookie: BTreeMap<u64, Vec<u8>>,
+    pub by_name: HashMap<DirName, DirEntrySlot>,
+    pub by_cookie: BTreeMap<u64, DirName>,
 }
+
+/// An entry name, stored once and shared by both directory indexes.
+pub(crate) type DirName = std::sync::Arc<[u8]>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DirEntrySlot {
@@ -83,18 +121,24 @@ pub(crate) struct DirEntrySlot {
 impl Dir {
     /// Insert a new entry; false if the name or the cookie is taken.
     pub fn insert(&mut self, name: Vec<u8>, slot: DirSlot, cookie: u64) -> bool {
-        if cookie < 3 || self.by_name.contains_key(&name) || self.by_cookie.contains_key(&cookie) {
+        use std::collections::btree_map::Entry as CookieEntry;
+        use std::collections::hash_map::Entry as NameEntry;
+        if cookie < 3 {
             return false;
         }
-        self.by_cookie.insert(cookie, name.clone());
-        self.by_name.insert(
-            name,
-            DirEntrySlot {
-                ino: slot.ino,
-                kind: slot.kind,
-                cookie,
-            },
-        );
+        // One hash of the name (this is hot in creates and at mount).
+        let CookieEntry::Vacant(by_cookie) = self.by_cookie.entry(cookie) else {
+            return false;
+        };
+        let NameEntry::Vacant(by_name) = self.by_name.entry(DirName::from(name)) else {
+            return false;
+        };
+        by_cookie.insert(by_name.key().clone());
+        by_name.insert(DirEntrySlot {
+            ino: slot.ino,
+            kind: slot.kind,
+            cookie,
+        });
         true
     }
 

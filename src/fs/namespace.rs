@@ -15,7 +15,7 @@ use super::{
 /// Most hard links to one inode (and subdirectories + 2 of a directory).
 pub(crate) const LINK_MAX: u32 = 65000;
 /// Size a directory reports per entry.
-const DIRENT_SIZE_BYTES: u64 = 32;
+pub(crate) const DIRENT_SIZE_BYTES: u64 = 32;
 /// Bound on retries when a name is replaced between resolving and locking.
 const RESOLVE_RETRIES: usize = 64;
 
@@ -57,20 +57,17 @@ struct NewNode<'t> {
 
 pub(crate) type Guards<'a> = Vec<(Ino, RwLockWriteGuard<'a, Inode>)>;
 
+/// The locked inode `ino`. Callers only ask for inodes they locked; a miss
+/// is an internal error, reported as one rather than a panic.
 pub(crate) fn guard<'g, 'a>(
     guards: &'g [(Ino, RwLockWriteGuard<'a, Inode>)],
     ino: Ino,
-) -> &'g Inode {
-    // Callers only ask for inodes they locked.
-    match guards.iter().find(|(i, _)| *i == ino) {
-        Some((_, g)) => g,
-        None => unreachable_inode(),
-    }
-}
-
-#[cold]
-fn unreachable_inode() -> ! {
-    panic!("internal error: inode not locked by this operation")
+) -> Result<&'g Inode> {
+    guards
+        .iter()
+        .find(|(i, _)| *i == ino)
+        .map(|(_, g)| &**g)
+        .ok_or_else(|| Error::Corrupt(format!("internal: inode {ino} not locked")))
 }
 
 /// Attribute edits of one operation, emitted as PutInode/DeleteInode
@@ -86,15 +83,16 @@ impl Edits {
         &'e mut self,
         guards: &[(Ino, RwLockWriteGuard<'_, Inode>)],
         ino: Ino,
-    ) -> &'e mut InodeAttrs {
-        &mut self
-            .attrs
-            .entry(ino)
-            .or_insert_with(|| {
-                let g = guard(guards, ino);
-                (g.attrs.clone(), g.target.clone())
-            })
-            .0
+    ) -> Result<&'e mut InodeAttrs> {
+        use std::collections::btree_map::Entry;
+        let slot = match self.attrs.entry(ino) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let g = guard(guards, ino)?;
+                v.insert((g.attrs.clone(), g.target.clone()))
+            }
+        };
+        Ok(&mut slot.0)
     }
     pub fn delete(&mut self, ino: Ino) {
         self.delete.insert(ino);
@@ -173,7 +171,7 @@ impl Fs {
             check_new_name(name)?;
             let parc = self.inode(parent)?;
             let mut guards: Guards<'_> = vec![(parent, wlock(&parc))];
-            let p = guard(&guards, parent);
+            let p = guard(&guards, parent)?;
             let dir = live_dir(p)?;
             if dir.get(name).is_some() {
                 return Err(Error::Exists);
@@ -205,15 +203,11 @@ impl Fs {
                 parent: if is_dir { parent } else { 0 },
                 next_cookie: 3,
             };
-            let mut edits = Edits::default();
-            let pa = edits.attrs(&guards, parent);
-            let cookie = pa.next_cookie;
-            pa.next_cookie += 1;
-            pa.mtime = now;
-            pa.ctime = now;
-            pa.size = (entries + 1) * DIRENT_SIZE_BYTES;
-            if is_dir {
-                pa.nlink += 1;
+            let cookie = p.attrs.next_cookie;
+            if cookie == u64::MAX {
+                return Err(Error::Corrupt(format!(
+                    "directory {parent}: cookies exhausted"
+                )));
             }
             let mut records = vec![
                 Record::PutInode {
@@ -229,7 +223,22 @@ impl Fs {
                     cookie,
                 },
             ];
-            edits.emit(&mut records);
+            if is_dir {
+                let mut edits = Edits::default();
+                let pa = edits.attrs(&guards, parent)?;
+                pa.next_cookie = pa.next_cookie.saturating_add(1);
+                pa.mtime = now;
+                pa.ctime = now;
+                pa.size = (entries + 1) * DIRENT_SIZE_BYTES;
+                pa.link_inc();
+                edits.emit(&mut records);
+            } else {
+                // Only derivable fields and times change: the compact record.
+                records.push(Record::TouchDir {
+                    dir: parent,
+                    time: now,
+                });
+            }
             let mut access = LiveAccess::new(&mut guards);
             self.commit(&records, &mut access, true)?;
             let created = std::mem::take(&mut access.created);
@@ -239,8 +248,10 @@ impl Fs {
                 .map(|(_, inode)| inode.to_attr(ino))
                 .ok_or_else(|| Error::Corrupt("created inode vanished".into()))?;
             drop(access);
-            drop(guards);
+            // Publish while the parent is still locked: nobody can find the
+            // entry before the inode is in the table.
             self.publish(created, &[]);
+            drop(guards);
             Ok(attr)
         })
     }
@@ -254,7 +265,12 @@ impl Fs {
         rdev: u32,
         creds: Creds,
     ) -> Result<Attr> {
-        let kind = FileKind::from_mode(mode).ok_or(Error::Invalid("unknown file type"))?;
+        // A zero file type means a regular file, as for mknod(2).
+        let kind = if mode & libc::S_IFMT == 0 {
+            FileKind::Regular
+        } else {
+            FileKind::from_mode(mode).ok_or(Error::Invalid("unknown file type"))?
+        };
         if matches!(kind, FileKind::Directory | FileKind::Symlink) {
             return Err(Error::Invalid("mknod cannot make directories or symlinks"));
         }
@@ -323,7 +339,7 @@ impl Fs {
             check_new_name(new_name)?;
             let arcs = self.inodes_sorted(&[ino, new_parent])?;
             let mut guards: Guards<'_> = arcs.iter().map(|(i, a)| (*i, wlock(a))).collect();
-            let target = guard(&guards, ino);
+            let target = guard(&guards, ino)?;
             if target.deleted {
                 return Err(Error::NotFound);
             }
@@ -337,7 +353,7 @@ impl Fs {
                 return Err(Error::TooManyLinks);
             }
             let kind = target.attrs.kind;
-            let p = guard(&guards, new_parent);
+            let p = guard(&guards, new_parent)?;
             let dir = live_dir(p)?;
             if dir.get(new_name).is_some() {
                 return Err(Error::Exists);
@@ -345,14 +361,14 @@ impl Fs {
             let entries = dir.len() as u64;
             let now = Timestamp::now();
             let mut edits = Edits::default();
-            let pa = edits.attrs(&guards, new_parent);
+            let pa = edits.attrs(&guards, new_parent)?;
             let cookie = pa.next_cookie;
-            pa.next_cookie += 1;
+            pa.next_cookie = pa.next_cookie.saturating_add(1);
             pa.mtime = now;
             pa.ctime = now;
             pa.size = (entries + 1) * DIRENT_SIZE_BYTES;
-            let ta = edits.attrs(&guards, ino);
-            ta.nlink += 1;
+            let ta = edits.attrs(&guards, ino)?;
+            ta.link_inc();
             ta.ctime = now;
             let mut records = vec![Record::PutDirent {
                 dir: new_parent,
@@ -365,7 +381,7 @@ impl Fs {
             let mut access = LiveAccess::new(&mut guards);
             self.commit(&records, &mut access, true)?;
             drop(access);
-            Ok(guard(&guards, ino).to_attr(ino))
+            Ok(guard(&guards, ino)?.to_attr(ino))
         })
     }
 
@@ -381,9 +397,15 @@ impl Fs {
 
     /// Remove one link of `child` (its entry is being removed): decrement
     /// nlink (directories: to 0), delete it when unreferenced.
-    fn drop_link(&self, guards: &Guards<'_>, edits: &mut Edits, child: Ino, now: Timestamp) {
-        let open = guard(guards, child).open_count;
-        let ca = edits.attrs(guards, child);
+    fn drop_link(
+        &self,
+        guards: &Guards<'_>,
+        edits: &mut Edits,
+        child: Ino,
+        now: Timestamp,
+    ) -> Result<()> {
+        let open = guard(guards, child)?.open_count;
+        let ca = edits.attrs(guards, child)?;
         if ca.kind == FileKind::Directory {
             ca.nlink = 0;
         } else {
@@ -393,6 +415,7 @@ impl Fs {
         if ca.nlink == 0 && open == 0 {
             edits.delete(child);
         }
+        Ok(())
     }
 
     fn remove_entry(&self, parent: Ino, name: &[u8], want_dir: bool) -> Result<()> {
@@ -410,7 +433,7 @@ impl Fs {
                 let arcs = self.inodes_sorted(&[parent, child])?;
                 let mut guards: Guards<'_> = arcs.iter().map(|(i, a)| (*i, wlock(a))).collect();
                 {
-                    let p = guard(&guards, parent);
+                    let p = guard(&guards, parent)?;
                     if p.deleted {
                         return Err(Error::NotFound);
                     }
@@ -432,7 +455,7 @@ impl Fs {
         child: Ino,
         want_dir: bool,
     ) -> Result<()> {
-        let c = guard(guards, child);
+        let c = guard(guards, child)?;
         let is_dir = c.attrs.kind == FileKind::Directory;
         if want_dir && !is_dir {
             return Err(Error::NotDir);
@@ -443,21 +466,26 @@ impl Fs {
         if is_dir && c.dir()?.len() > 0 {
             return Err(Error::NotEmpty);
         }
-        let entries = guard(guards, parent).dir()?.len() as u64;
+        let entries = guard(guards, parent)?.dir()?.len() as u64;
         let now = Timestamp::now();
         let mut edits = Edits::default();
-        let pa = edits.attrs(guards, parent);
-        pa.mtime = now;
-        pa.ctime = now;
-        pa.size = entries.saturating_sub(1) * DIRENT_SIZE_BYTES;
-        if is_dir {
-            pa.nlink = pa.nlink.saturating_sub(1);
-        }
-        self.drop_link(guards, &mut edits, child, now);
         let mut records = vec![Record::DeleteDirent {
             dir: parent,
             name: name.to_vec(),
         }];
+        if is_dir {
+            let pa = edits.attrs(guards, parent)?;
+            pa.mtime = now;
+            pa.ctime = now;
+            pa.size = entries.saturating_sub(1) * DIRENT_SIZE_BYTES;
+            pa.nlink = pa.nlink.saturating_sub(1);
+        } else {
+            records.push(Record::TouchDir {
+                dir: parent,
+                time: now,
+            });
+        }
+        self.drop_link(guards, &mut edits, child, now)?;
         edits.emit(&mut records);
         let mut access = LiveAccess::new(guards);
         self.commit(&records, &mut access, false)?;
@@ -568,14 +596,14 @@ impl Fs {
             let mut guards: Guards<'_> = arcs.iter().map(|(i, a)| (*i, wlock(a))).collect();
             // Re-validate under the locks; retry if something moved.
             let cur_src = {
-                let p = guard(&guards, parent);
+                let p = guard(&guards, parent)?;
                 if p.deleted {
                     return Err(Error::NotFound);
                 }
                 p.dir()?.get(name)
             };
             let cur_dst = {
-                let p = guard(&guards, new_parent);
+                let p = guard(&guards, new_parent)?;
                 live_dir(p)?;
                 p.dir()?.get(new_name)
             };
@@ -606,21 +634,21 @@ impl Fs {
                 });
                 if parent != new_parent {
                     if src_is_dir {
-                        edits.attrs(&guards, src).parent = new_parent;
-                        edits.attrs(&guards, parent).nlink -= 1;
-                        edits.attrs(&guards, new_parent).nlink += 1;
+                        edits.attrs(&guards, src)?.parent = new_parent;
+                        edits.attrs(&guards, parent)?.link_dec();
+                        edits.attrs(&guards, new_parent)?.link_inc();
                     }
                     if dst_is_dir {
-                        edits.attrs(&guards, dst_slot.ino).parent = parent;
-                        edits.attrs(&guards, new_parent).nlink -= 1;
-                        edits.attrs(&guards, parent).nlink += 1;
+                        edits.attrs(&guards, dst_slot.ino)?.parent = parent;
+                        edits.attrs(&guards, new_parent)?.link_dec();
+                        edits.attrs(&guards, parent)?.link_inc();
                     }
                 }
-                edits.attrs(&guards, dst_slot.ino).ctime = now;
+                edits.attrs(&guards, dst_slot.ino)?.ctime = now;
             } else {
-                let mut new_parent_entries = guard(&guards, new_parent).dir()?.len() as u64;
+                let mut new_parent_entries = guard(&guards, new_parent)?.dir()?.len() as u64;
                 if let Some(dst_slot) = cur_dst {
-                    let d = guard(&guards, dst_slot.ino);
+                    let d = guard(&guards, dst_slot.ino)?;
                     let dst_is_dir = d.attrs.kind == FileKind::Directory;
                     if src_is_dir && !dst_is_dir {
                         return Err(Error::NotDir);
@@ -636,13 +664,13 @@ impl Fs {
                         name: new_name.to_vec(),
                     });
                     if dst_is_dir {
-                        edits.attrs(&guards, new_parent).nlink -= 1;
+                        edits.attrs(&guards, new_parent)?.link_dec();
                     }
                     new_parent_entries -= 1;
-                    self.drop_link(&guards, &mut edits, dst_slot.ino, now);
+                    self.drop_link(&guards, &mut edits, dst_slot.ino, now)?;
                 } else if src_is_dir
                     && parent != new_parent
-                    && guard(&guards, new_parent).attrs.nlink >= LINK_MAX
+                    && guard(&guards, new_parent)?.attrs.nlink >= LINK_MAX
                 {
                     return Err(Error::TooManyLinks);
                 }
@@ -650,9 +678,9 @@ impl Fs {
                     dir: parent,
                     name: name.to_vec(),
                 });
-                let npa = edits.attrs(&guards, new_parent);
+                let npa = edits.attrs(&guards, new_parent)?;
                 let cookie = npa.next_cookie;
-                npa.next_cookie += 1;
+                npa.next_cookie = npa.next_cookie.saturating_add(1);
                 records.push(Record::PutDirent {
                     dir: new_parent,
                     name: new_name.to_vec(),
@@ -661,26 +689,26 @@ impl Fs {
                     cookie,
                 });
                 if parent == new_parent {
-                    edits.attrs(&guards, parent).size = new_parent_entries * DIRENT_SIZE_BYTES;
+                    edits.attrs(&guards, parent)?.size = new_parent_entries * DIRENT_SIZE_BYTES;
                 } else {
-                    edits.attrs(&guards, new_parent).size =
+                    edits.attrs(&guards, new_parent)?.size =
                         (new_parent_entries + 1) * DIRENT_SIZE_BYTES;
-                    let old_entries = guard(&guards, parent).dir()?.len() as u64;
-                    edits.attrs(&guards, parent).size =
+                    let old_entries = guard(&guards, parent)?.dir()?.len() as u64;
+                    edits.attrs(&guards, parent)?.size =
                         old_entries.saturating_sub(1) * DIRENT_SIZE_BYTES;
                     if src_is_dir {
-                        edits.attrs(&guards, src).parent = new_parent;
-                        edits.attrs(&guards, parent).nlink -= 1;
-                        edits.attrs(&guards, new_parent).nlink += 1;
+                        edits.attrs(&guards, src)?.parent = new_parent;
+                        edits.attrs(&guards, parent)?.link_dec();
+                        edits.attrs(&guards, new_parent)?.link_inc();
                     }
                 }
             }
             for dir in [parent, new_parent] {
-                let a = edits.attrs(&guards, dir);
+                let a = edits.attrs(&guards, dir)?;
                 a.mtime = now;
                 a.ctime = now;
             }
-            edits.attrs(&guards, src).ctime = now;
+            edits.attrs(&guards, src)?.ctime = now;
             edits.emit(&mut records);
             let mut access = LiveAccess::new(&mut guards);
             self.commit(&records, &mut access, true)?;
@@ -736,7 +764,7 @@ impl Fs {
             let entry = DirEntry {
                 ino: slot.ino,
                 kind: slot.kind,
-                name: name.clone(),
+                name: name.to_vec(),
                 next_offset: cookie,
             };
             if !f(&entry) {
@@ -789,7 +817,7 @@ impl Fs {
     pub(crate) fn flush_attrs(&self, ino: Ino) -> Result<()> {
         let arc = self.inode(ino)?;
         let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-        let inode = guard(&guards, ino);
+        let inode = guard(&guards, ino)?;
         if inode.deleted || !inode.attrs_dirty {
             return Ok(());
         }
@@ -837,7 +865,7 @@ impl Fs {
         self.mutating(|| {
             let arc = self.inode(ino)?;
             let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino);
+            let inode = guard(&guards, ino)?;
             if inode.deleted {
                 return Err(Error::NotFound);
             }
@@ -849,7 +877,7 @@ impl Fs {
                 _ => {}
             }
             let mut edits = Edits::default();
-            edits.attrs(&guards, ino).ctime = Timestamp::now();
+            edits.attrs(&guards, ino)?.ctime = Timestamp::now();
             let mut records = vec![Record::SetXattr {
                 ino,
                 name: name.to_vec(),
@@ -877,7 +905,7 @@ impl Fs {
         self.mutating(|| {
             let arc = self.inode(ino)?;
             let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino);
+            let inode = guard(&guards, ino)?;
             if inode.deleted {
                 return Err(Error::NotFound);
             }
@@ -885,7 +913,7 @@ impl Fs {
                 return Err(Error::NoAttr);
             }
             let mut edits = Edits::default();
-            edits.attrs(&guards, ino).ctime = Timestamp::now();
+            edits.attrs(&guards, ino)?.ctime = Timestamp::now();
             let mut records = vec![Record::RemoveXattr {
                 ino,
                 name: name.to_vec(),

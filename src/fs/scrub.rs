@@ -1,10 +1,10 @@
 //! Queries over the sharing metadata (extents, owners, usage, paths) and
 //! the invariant checker (`scrub`), which fsck also uses.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::engine::{mlock, rlock, wlock};
-use super::inode::{Inode, MAX_EXTENT_BLOCKS};
+use super::inode::{InoMap, Inode, MAX_EXTENT_BLOCKS};
 use super::space::{RefRun, Space};
 use super::{CheckReport, Error, ExtentInfo, FileKind, Fs, Ino, Owner, Result, Usage, ROOT_INO};
 use crate::store::BLOCK_SIZE;
@@ -51,13 +51,15 @@ impl Fs {
         let _g = wlock(&self.global);
         let all = self.table.all();
         let guards: Vec<_> = all.iter().map(|(i, a)| (*i, rlock(a))).collect();
-        let inodes: HashMap<Ino, &Inode> = guards.iter().map(|(i, g)| (*i, &**g)).collect();
+        let inodes: InoMap<&Inode> = guards.iter().map(|(i, g)| (*i, &**g)).collect();
         let space = mlock(&self.space);
         let mut report = CheckReport {
             inodes: inodes.len() as u64,
             ..CheckReport::default()
         };
-        check_tree(&inodes, &mut report);
+        // Read-only mounts (fsck) do not reclaim orphans: an unlinked inode
+        // left by a crashed daemon is expected there, not an error.
+        check_tree(&inodes, self.read_only, &mut report);
         check_space(&inodes, &space, &mut report);
         Ok(report)
     }
@@ -164,7 +166,7 @@ impl Fs {
             if let Some(dir) = inode.dir.as_deref() {
                 for (name, slot) in &dir.by_name {
                     if slot.ino == ino {
-                        links.push((dir_ino, name.clone()));
+                        links.push((dir_ino, name.to_vec()));
                     }
                 }
             }
@@ -186,7 +188,7 @@ impl Fs {
                     .dir
                     .as_deref()
                     .and_then(|d| d.by_name.iter().find(|(_, s)| s.ino == cur))
-                    .map(|(n, _)| n.clone())
+                    .map(|(n, _)| n.to_vec())
                     .ok_or_else(|| Error::Corrupt(format!("directory {cur} not in its parent")))?;
                 parts.push(name);
                 cur = parent;
@@ -203,11 +205,11 @@ impl Fs {
 }
 
 /// Directory tree, link counts, sizes, extent-map shape.
-fn check_tree(inodes: &HashMap<Ino, &Inode>, report: &mut CheckReport) {
+fn check_tree(inodes: &InoMap<&Inode>, orphans_ok: bool, report: &mut CheckReport) {
     let errors = &mut report.errors;
-    let mut links: HashMap<Ino, u32> = HashMap::new();
-    let mut subdirs: HashMap<Ino, u32> = HashMap::new();
-    let mut dir_parent: HashMap<Ino, Ino> = HashMap::new();
+    let mut links: InoMap<u32> = InoMap::default();
+    let mut subdirs: InoMap<u32> = InoMap::default();
+    let mut dir_parent: InoMap<Ino> = InoMap::default();
     for (&ino, inode) in inodes {
         let a = &inode.attrs;
         if let Some(dir) = inode.dir.as_deref() {
@@ -304,7 +306,8 @@ fn check_tree(inodes: &HashMap<Ino, &Inode>, report: &mut CheckReport) {
                 a.nlink
             ));
         }
-        if ino != ROOT_INO && entries == 0 && inode.open_count == 0 {
+        let orphan_ok = inode.open_count > 0 || (orphans_ok && a.nlink == 0);
+        if ino != ROOT_INO && entries == 0 && !orphan_ok {
             errors.push(format!("inode {ino}: unreachable and not open"));
         }
     }
@@ -314,11 +317,9 @@ fn check_tree(inodes: &HashMap<Ino, &Inode>, report: &mut CheckReport) {
 }
 
 /// Refcounts, owner map and free space against a rebuild from the maps.
-fn check_space(inodes: &HashMap<Ino, &Inode>, live: &Space, report: &mut CheckReport) {
+fn check_space(inodes: &InoMap<&Inode>, live: &Space, report: &mut CheckReport) {
     let mut rebuilt = Space::new(live.pool_start, live.total_blocks);
-    let mut sorted: Vec<(&Ino, &&Inode)> = inodes.iter().collect();
-    sorted.sort_by_key(|(i, _)| **i);
-    for (&ino, inode) in sorted {
+    for (&ino, inode) in inodes {
         for (&fb, e) in &inode.extents {
             if let Err(err) = rebuilt.incref(e.phys_block, e.len_blocks as u64) {
                 report.errors.push(format!("inode {ino}: {err}"));

@@ -432,7 +432,16 @@ impl Space {
         // Fragmented: largest runs first.
         let mut runs = Vec::new();
         let mut need = len_blocks;
-        let largest: Vec<(u64, u64)> = self.free.by_len.iter().rev().copied().collect();
+        // Bounded: at most `max_runs` runs are looked at (and never more
+        // than the request needs, one block each at worst).
+        let largest: Vec<(u64, u64)> = self
+            .free
+            .by_len
+            .iter()
+            .rev()
+            .take(max_runs.min(len_blocks as usize))
+            .copied()
+            .collect();
         for (run_len, run_start) in largest {
             if need == 0 {
                 break;

@@ -1,1 +1,24 @@
-//! The FUSE adapter and mount daemon.
+//! The FUSE adapter and mount daemon (fuser 0.18).
+//!
+//! * [`options`]: `-o` mount options — applied, ignored on purpose, or refused;
+//! * [`adapter`]: [`adapter::CowdaxFs`], the `fuser::Filesystem` that
+//!   translates requests into calls of the core ([`crate::fs::Fs`]), plus
+//!   [`adapter::CacheInvalidator`] for invalidating kernel caches;
+//! * [`handles`]: open file handles;
+//! * [`acl`]: POSIX ACL xattrs kept consistent with the mode bits;
+//! * [`ioctl`]: the hook for cowdax's private ioctls;
+//! * [`daemon`]: preflight checks, detaching, logging, serving, clean
+//!   unmount on umount/SIGTERM/SIGINT.
+//!
+//! docs/FUSE.md describes the behaviour for users and integrators.
+
+pub mod acl;
+pub mod adapter;
+pub mod daemon;
+pub mod handles;
+pub mod ioctl;
+pub mod options;
+
+pub use adapter::{CacheInvalidator, CowdaxFs};
+pub use daemon::{MountRequest, EXIT_MOUNT_FAILED, EXIT_USAGE};
+pub use options::MountOptions;

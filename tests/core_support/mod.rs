@@ -55,3 +55,58 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// SimMedia that claims page-cache backing: commits are not fenced (group
+/// commit); fsync/sync and the data-before-metadata fences make things
+/// durable.
+#[derive(Clone)]
+pub struct PageCacheSim(pub SimMedia);
+
+use cowdax::media::{Counters, Media, MediaKind};
+
+impl Media for PageCacheSim {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+    fn kind(&self) -> MediaKind {
+        MediaKind::File
+    }
+    fn describe(&self) -> String {
+        format!("page-cache flavoured {}", self.0.describe())
+    }
+    fn read(&self, off: u64, buf: &mut [u8]) -> cowdax::media::Result<()> {
+        self.0.read(off, buf)
+    }
+    fn write(&self, off: u64, data: &[u8]) -> cowdax::media::Result<()> {
+        self.0.write(off, data)
+    }
+    fn write_zeroes(&self, off: u64, len: u64) -> cowdax::media::Result<()> {
+        self.0.write_zeroes(off, len)
+    }
+    fn copy_within(&self, src: u64, dst: u64, len: u64) -> cowdax::media::Result<()> {
+        self.0.copy_within(src, dst, len)
+    }
+    fn store_u64(&self, off: u64, value: u64) -> cowdax::media::Result<()> {
+        self.0.store_u64(off, value)
+    }
+    fn load_u64(&self, off: u64) -> cowdax::media::Result<u64> {
+        self.0.load_u64(off)
+    }
+    fn persist(&self, off: u64, len: u64) -> cowdax::media::Result<()> {
+        self.0.persist(off, len)
+    }
+    fn fence(&self) -> cowdax::media::Result<()> {
+        self.0.fence()
+    }
+    fn with_slice(
+        &self,
+        off: u64,
+        len: u64,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> cowdax::media::Result<()> {
+        self.0.with_slice(off, len, f)
+    }
+    fn counters(&self) -> Counters {
+        self.0.counters()
+    }
+}

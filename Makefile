@@ -1,0 +1,15 @@
+# Thin wrappers over the scripts in tools/ (the scripts are the reference).
+PREFIX ?= /usr/local
+
+.PHONY: all build deps install test demo
+all: build
+build:
+	cargo build --release --locked
+deps:
+	tools/ci-deps.sh
+install:
+	PREFIX=$(PREFIX) tools/install.sh
+test:
+	tools/test.sh
+demo:
+	tools/demo.sh

@@ -1,0 +1,1249 @@
+//! The FUSE adapter: translates fuser requests into calls of the
+//! filesystem core ([`crate::fs::Fs`]) and core errors into errno values
+//! (only through [`crate::fs::Error::errno`]).
+//!
+//! Cache policy (see docs/FUSE.md): regular files are served through the
+//! kernel page cache (no `direct_io`) so that `mmap` — shared or private,
+//! read or write — works and stays coherent with read/write; `keep_cache`
+//! is safe because every change of file contents passes through this
+//! kernel, except remaps by the private ioctls, which invalidate the
+//! destination range explicitly ([`CacheInvalidator`]).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, WriteFlags,
+};
+
+use super::acl::{self, Acl};
+use super::handles::HandleTable;
+use super::ioctl::{self, IoctlRequest};
+use super::options::{AtimePolicy, MountOptions};
+use crate::fs::{
+    self, Attr, Creds, FallocMode, FileKind, Fs, Ino, RenameFlags, SetAttr, TimeOrNow, Timestamp,
+    Whence, XattrSetMode,
+};
+
+/// Largest byte count one legacy `FUSE_COPY_FILE_RANGE` reply can report
+/// (a u32), rounded down to whole blocks so a clone stays block-aligned.
+const COPY_RANGE_MAX_BYTES: u64 = (u32::MAX as u64) & !0xfff;
+
+/// Entries gathered per readdirplus request before fetching attributes.
+/// The kernel asks with one page (4 KiB) and an entry with attributes takes
+/// at least 160 bytes, so 25 fit; 128 covers 16 KiB pages. More would only
+/// be listed and thrown away on every request of a large directory.
+const READDIRPLUS_BATCH: usize = 128;
+
+/// relatime: atime older than this is refreshed even if newer than mtime.
+const RELATIME_MAX_AGE_SECS: i64 = 24 * 60 * 60;
+
+/// Invalidates kernel caches when the daemon changes data behind the
+/// kernel's back (clone, dedupe). Holds fuser's notifier once the session
+/// exists; before that there is nothing cached to invalidate.
+#[derive(Debug, Default)]
+pub struct CacheInvalidator {
+    notifier: OnceLock<Notifier>,
+}
+
+impl CacheInvalidator {
+    pub fn new() -> CacheInvalidator {
+        CacheInvalidator::default()
+    }
+
+    /// Called once by the daemon after the session is mounted.
+    pub fn set_notifier(&self, notifier: Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    /// Drops the kernel's cached pages of `ino` in `offset..offset+len`
+    /// (`len == 0`: to the end) and its cached attributes. Call after
+    /// remapping a destination range; never while holding a core lock the
+    /// kernel might need to answer (the kernel may write back dirty pages).
+    pub fn invalidate_range(&self, ino: Ino, offset: u64, len: u64) -> std::io::Result<()> {
+        let Some(notifier) = self.notifier.get() else {
+            return Ok(());
+        };
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let len = i64::try_from(len).unwrap_or(0);
+        notifier.inval_inode(INodeNo(ino), offset, len)
+    }
+
+    /// Drops the kernel's cached attributes of `ino` only.
+    pub fn invalidate_attributes(&self, ino: Ino) -> std::io::Result<()> {
+        let Some(notifier) = self.notifier.get() else {
+            return Ok(());
+        };
+        // A negative offset asks for attributes only, no page cache.
+        notifier.inval_inode(INodeNo(ino), -1, 0)
+    }
+
+    /// Drops the kernel's cached dentry `name` in directory `parent`.
+    pub fn invalidate_entry(&self, parent: Ino, name: &[u8]) -> std::io::Result<()> {
+        let Some(notifier) = self.notifier.get() else {
+            return Ok(());
+        };
+        notifier.inval_entry(INodeNo(parent), OsStr::from_bytes(name))
+    }
+}
+
+/// Settings of the adapter derived from the mount options.
+#[derive(Clone, Debug)]
+pub struct AdapterConfig {
+    pub attr_ttl: Duration,
+    pub entry_ttl: Duration,
+    pub writeback_cache: bool,
+    pub max_write_bytes: u32,
+    pub atime: AtimePolicy,
+    pub read_only: bool,
+}
+
+impl AdapterConfig {
+    pub fn from_options(opts: &MountOptions) -> AdapterConfig {
+        AdapterConfig {
+            attr_ttl: opts.attr_timeout,
+            entry_ttl: opts.entry_timeout,
+            writeback_cache: opts.writeback_cache,
+            max_write_bytes: opts.max_write_bytes,
+            atime: if opts.read_only {
+                AtimePolicy::Never
+            } else {
+                opts.atime
+            },
+            read_only: opts.read_only,
+        }
+    }
+}
+
+/// The FUSE filesystem: one per mount.
+pub struct CowdaxFs {
+    fs: Arc<Fs>,
+    config: AdapterConfig,
+    handles: HandleTable,
+    invalidator: Arc<CacheInvalidator>,
+}
+
+fn errno_of(err: &fs::Error) -> Errno {
+    match err {
+        fs::Error::Store(_) | fs::Error::Corrupt(_) => log::error!("{err}"),
+        _ => log::debug!("{err}"),
+    }
+    Errno::from_i32(err.errno())
+}
+
+fn file_type(kind: FileKind) -> FileType {
+    match kind {
+        FileKind::Regular => FileType::RegularFile,
+        FileKind::Directory => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDevice => FileType::CharDevice,
+        FileKind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+fn to_file_attr(attr: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(attr.ino),
+        size: attr.size,
+        blocks: attr.blocks,
+        atime: attr.atime.into(),
+        mtime: attr.mtime.into(),
+        ctime: attr.ctime.into(),
+        crtime: attr.btime.into(),
+        kind: file_type(attr.kind),
+        perm: (attr.perm & 0o7777) as u16,
+        nlink: attr.nlink,
+        uid: attr.uid,
+        gid: attr.gid,
+        rdev: attr.rdev,
+        blksize: attr.blksize,
+        flags: 0,
+    }
+}
+
+fn to_time_or_now(t: fuser::TimeOrNow) -> TimeOrNow {
+    match t {
+        fuser::TimeOrNow::Now => TimeOrNow::Now,
+        fuser::TimeOrNow::SpecificTime(t) => TimeOrNow::At(Timestamp::from(t)),
+    }
+}
+
+impl CowdaxFs {
+    pub fn new(fs: Arc<Fs>, config: AdapterConfig, invalidator: Arc<CacheInvalidator>) -> CowdaxFs {
+        CowdaxFs {
+            fs,
+            config,
+            handles: HandleTable::new(),
+            invalidator,
+        }
+    }
+
+    /// The filesystem core (for ioctl handlers).
+    pub fn fs(&self) -> &Arc<Fs> {
+        &self.fs
+    }
+
+    /// Open handles (for ioctl handlers: access mode of the caller's fd).
+    pub fn handles(&self) -> &HandleTable {
+        &self.handles
+    }
+
+    /// Kernel cache invalidation (for ioctl handlers after a remap).
+    pub fn invalidator(&self) -> &Arc<CacheInvalidator> {
+        &self.invalidator
+    }
+
+    fn reply_entry(&self, reply: ReplyEntry, attr: &Attr) {
+        reply.entry_with_ttls(
+            &self.config.attr_ttl,
+            &self.config.entry_ttl,
+            &to_file_attr(attr),
+            Generation(attr.generation),
+        );
+    }
+
+    /// Credentials for a new inode in `parent`: a setgid directory passes
+    /// its group on (and, to new directories, its setgid bit).
+    fn creds_in(&self, req: &Request, parent: &Attr) -> Creds {
+        let gid = if parent.perm & libc::S_ISGID != 0 {
+            parent.gid
+        } else {
+            req.gid()
+        };
+        Creds {
+            uid: req.uid(),
+            gid,
+        }
+    }
+
+    /// The parent's default ACL, if it has a valid one.
+    fn default_acl(&self, parent: Ino) -> Option<Acl> {
+        let value = self.fs.getxattr(parent, acl::DEFAULT_XATTR).ok()?;
+        Acl::parse(&value).ok()
+    }
+
+    /// Permission bits for a new inode: the parent's default ACL (if any)
+    /// decides instead of the umask (`FUSE_DONT_MASK` hands us the umask).
+    fn initial_perm(&self, inherited: Option<&Acl>, perm: u32, umask: u32) -> u32 {
+        let special = perm & 0o7000;
+        match inherited {
+            Some(default_acl) => special | default_acl.create_masq(perm & 0o777).1,
+            None => perm & !umask & 0o7777,
+        }
+    }
+
+    /// After creating `attr` under a parent with a default ACL: store the
+    /// inherited access ACL (and, for directories, the default ACL).
+    fn inherit_acls(&self, attr: &Attr, inherited: Option<&Acl>, requested_perm: u32) {
+        let Some(default_acl) = inherited else {
+            return;
+        };
+        if attr.kind == FileKind::Symlink {
+            return;
+        }
+        let (access, _) = default_acl.create_masq(requested_perm & 0o777);
+        let result = (|| -> fs::Result<()> {
+            if !access.is_equivalent_to_mode() {
+                self.fs.setxattr(
+                    attr.ino,
+                    acl::ACCESS_XATTR,
+                    &access.to_bytes(),
+                    XattrSetMode::Any,
+                )?;
+            }
+            if attr.kind == FileKind::Directory {
+                self.fs.setxattr(
+                    attr.ino,
+                    acl::DEFAULT_XATTR,
+                    &default_acl.to_bytes(),
+                    XattrSetMode::Any,
+                )?;
+            }
+            Ok(())
+        })();
+        if let Err(err) = result {
+            log::warn!(
+                "inode {}: inheriting the default ACL failed: {err}",
+                attr.ino
+            );
+        }
+    }
+
+    /// Shared body of mknod/mkdir/create: creates the inode with the right
+    /// group, permission bits and inherited ACLs.
+    fn create_node(
+        &self,
+        req: &Request,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+    ) -> fs::Result<Attr> {
+        let parent_attr = self.fs.getattr(parent)?;
+        let creds = self.creds_in(req, &parent_attr);
+        let inherited = self.default_acl(parent);
+        let mut perm = self.initial_perm(inherited.as_ref(), mode & 0o7777, umask);
+        let kind = FileKind::from_mode(mode).unwrap_or(FileKind::Regular);
+        let attr = if kind == FileKind::Directory {
+            if parent_attr.perm & libc::S_ISGID != 0 {
+                perm |= libc::S_ISGID;
+            }
+            self.fs.mkdir(parent, name, perm, creds)?
+        } else {
+            self.fs
+                .mknod(parent, name, kind.mode_bits() | perm, rdev, creds)?
+        };
+        self.inherit_acls(&attr, inherited.as_ref(), mode & 0o7777);
+        Ok(attr)
+    }
+
+    /// After a chmod: keep an existing access ACL in line with the new
+    /// mode bits (`posix_acl_chmod`).
+    fn sync_acl_after_chmod(&self, ino: Ino, perm: u32) -> fs::Result<()> {
+        let value = match self.fs.getxattr(ino, acl::ACCESS_XATTR) {
+            Ok(value) => value,
+            Err(fs::Error::NoAttr) | Err(fs::Error::NotSupported) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let Ok(mut access) = Acl::parse(&value) else {
+            return Ok(());
+        };
+        access.apply_mode(perm);
+        self.fs.setxattr(
+            ino,
+            acl::ACCESS_XATTR,
+            &access.to_bytes(),
+            XattrSetMode::Any,
+        )
+    }
+
+    /// setxattr of `system.posix_acl_access`: validate, derive the mode
+    /// bits, and store the ACL only if the mode bits cannot express it.
+    fn set_access_acl(&self, ino: Ino, value: &[u8], mode: XattrSetMode) -> fs::Result<()> {
+        let access = Acl::parse(value).map_err(|_| fs::Error::Invalid("malformed POSIX ACL"))?;
+        let attr = self.fs.getattr(ino)?;
+        let perm = (attr.perm & 0o7000) | access.permission_bits();
+        if access.is_equivalent_to_mode() {
+            match self.fs.removexattr(ino, acl::ACCESS_XATTR) {
+                Ok(()) | Err(fs::Error::NoAttr) => {}
+                Err(err) => return Err(err),
+            }
+        } else {
+            self.fs.setxattr(ino, acl::ACCESS_XATTR, value, mode)?;
+        }
+        if perm != attr.perm {
+            self.fs.setattr(
+                ino,
+                &SetAttr {
+                    perm: Some(perm),
+                    ..SetAttr::default()
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Access-time maintenance after a read through handle `fh`.
+    fn touch_atime(&self, ino: Ino, fh: u64) {
+        let check = match self.config.atime {
+            AtimePolicy::Never => false,
+            AtimePolicy::Always => true,
+            AtimePolicy::Relative => self
+                .handles
+                .get(fh)
+                .is_some_and(|file| file.atime_check_pending.swap(false, Ordering::Relaxed)),
+        };
+        if !check {
+            return;
+        }
+        let Ok(attr) = self.fs.getattr(ino) else {
+            return;
+        };
+        let now = Timestamp::now();
+        let stale = attr.atime <= attr.mtime
+            || attr.atime <= attr.ctime
+            || now.secs.saturating_sub(attr.atime.secs) >= RELATIME_MAX_AGE_SECS;
+        if self.config.atime == AtimePolicy::Relative && !stale {
+            return;
+        }
+        // An implicit atime update must not change ctime: pass it unchanged.
+        let set = SetAttr {
+            atime: Some(TimeOrNow::At(now)),
+            ctime: Some(attr.ctime),
+            ..SetAttr::default()
+        };
+        if let Err(err) = self.fs.setattr(ino, &set) {
+            log::debug!("inode {ino}: atime update failed: {err}");
+        }
+    }
+
+    fn open_flags_for_file(&self) -> FopenFlags {
+        // keep_cache: see the module docs. NOFLUSH saves a round trip per
+        // close; our writes are synchronous, so flush has nothing to report
+        // (with writeback cache the kernel sends FLUSH regardless).
+        let mut flags = FopenFlags::FOPEN_KEEP_CACHE;
+        if !self.config.writeback_cache {
+            flags |= FopenFlags::FOPEN_NOFLUSH;
+        }
+        flags
+    }
+}
+
+fn name_bytes(name: &OsStr) -> &[u8] {
+    name.as_bytes()
+}
+
+impl Filesystem for CowdaxFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let mut wanted = InitFlags::FUSE_POSIX_ACL
+            | InitFlags::FUSE_DONT_MASK
+            | InitFlags::FUSE_BIG_WRITES
+            | InitFlags::FUSE_MAX_PAGES
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_ASYNC_DIO
+            | InitFlags::FUSE_HAS_IOCTL_DIR;
+        if self.config.writeback_cache {
+            wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
+        }
+        for flag in wanted.iter() {
+            if let Err(unsupported) = config.add_capabilities(flag) {
+                log::info!("kernel does not offer {unsupported:?}");
+            }
+        }
+        if let Err(nearest) = config.set_max_write(self.config.max_write_bytes) {
+            log::warn!(
+                "max_write {} not accepted, using {nearest}",
+                self.config.max_write_bytes
+            );
+            let _ = config.set_max_write(nearest);
+        }
+        // Readahead as large as one request, so sequential reads use 1 MiB
+        // requests like writes do.
+        if let Err(nearest) = config.set_max_readahead(self.config.max_write_bytes) {
+            let _ = config.set_max_readahead(nearest);
+        }
+        let _ = config.set_max_background(64);
+        log::info!(
+            "FUSE session initialised: max_write {} bytes, writeback cache {}",
+            self.config.max_write_bytes,
+            if self.config.writeback_cache {
+                "on"
+            } else {
+                "off"
+            }
+        );
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.fs.lookup(parent.0, name_bytes(name)) {
+            Ok(attr) => self.reply_entry(reply, &attr),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {
+        // Inode lifetime is link count + open handles (Fs::open_inode); the
+        // kernel's lookup count does not keep inodes alive.
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0) {
+            Ok(attr) => reply.attr(&self.config.attr_ttl, &to_file_attr(&attr)),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<fuser::TimeOrNow>,
+        mtime: Option<fuser::TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        // Permission checks (owner, CAP_FOWNER, setgid stripping) were done
+        // by the kernel (default_permissions); so was killing setuid/setgid
+        // on chown and truncate: it arrives here as an explicit mode.
+        let set = SetAttr {
+            perm: mode.map(|m| m & 0o7777),
+            uid,
+            gid,
+            size,
+            atime: atime.map(to_time_or_now),
+            mtime: mtime.map(to_time_or_now),
+            ctime: ctime.map(Timestamp::from),
+        };
+        let result = self.fs.setattr(ino.0, &set).and_then(|attr| {
+            if let Some(perm) = set.perm {
+                self.sync_acl_after_chmod(ino.0, perm)?;
+            }
+            Ok(attr)
+        });
+        match result {
+            Ok(attr) => reply.attr(&self.config.attr_ttl, &to_file_attr(&attr)),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if FileKind::from_mode(mode).is_none() {
+            reply.error(Errno::from_i32(libc::EINVAL));
+            return;
+        }
+        match self.create_node(req, parent.0, name_bytes(name), mode, umask, rdev) {
+            Ok(attr) => self.reply_entry(reply, &attr),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let mode = libc::S_IFDIR | (mode & 0o7777);
+        match self.create_node(req, parent.0, name_bytes(name), mode, umask, 0) {
+            Ok(attr) => self.reply_entry(reply, &attr),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.unlink(parent.0, name_bytes(name)) {
+            Ok(()) => reply.ok(),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.rmdir(parent.0, name_bytes(name)) {
+            Ok(()) => reply.ok(),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let result = self.fs.getattr(parent.0).and_then(|parent_attr| {
+            let creds = self.creds_in(req, &parent_attr);
+            self.fs.symlink(
+                parent.0,
+                name_bytes(link_name),
+                target.as_os_str().as_bytes(),
+                creds,
+            )
+        });
+        match result {
+            Ok(attr) => self.reply_entry(reply, &attr),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let known = fuser::RenameFlags::RENAME_NOREPLACE | fuser::RenameFlags::RENAME_EXCHANGE;
+        if !known.contains(flags) {
+            // RENAME_WHITEOUT is for overlayfs upper layers; not supported.
+            reply.error(Errno::from_i32(libc::EINVAL));
+            return;
+        }
+        let core_flags = RenameFlags {
+            noreplace: flags.contains(fuser::RenameFlags::RENAME_NOREPLACE),
+            exchange: flags.contains(fuser::RenameFlags::RENAME_EXCHANGE),
+        };
+        match self.fs.rename(
+            parent.0,
+            name_bytes(name),
+            newparent.0,
+            name_bytes(newname),
+            core_flags,
+        ) {
+            Ok(()) => reply.ok(),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        match self.fs.link(ino.0, newparent.0, name_bytes(newname)) {
+            Ok(attr) => self.reply_entry(reply, &attr),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if let Err(err) = self.fs.open_inode(ino.0) {
+            reply.error(errno_of(&err));
+            return;
+        }
+        let fh = self.handles.insert(ino.0, flags.0, false);
+        reply.opened(FileHandle(fh), self.open_flags_for_file());
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        // Zero-copy: the bytes are borrowed from the mapping under the
+        // inode's read lock and leave in one writev (DESIGN.md §6).
+        let mut reply = Some(reply);
+        let result = self.fs.read_with(ino.0, offset, size, &mut |bytes| {
+            if let Some(reply) = reply.take() {
+                reply.data(bytes);
+            }
+        });
+        match (result, reply) {
+            (Ok(()), None) => self.touch_atime(ino.0, fh.0),
+            // The core succeeded without producing bytes: nothing to read.
+            (Ok(()), Some(reply)) => reply.data(&[]),
+            (Err(err), Some(reply)) => reply.error(errno_of(&err)),
+            (Err(err), None) => log::error!("inode {}: read failed after reply: {err}", ino.0),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(ino.0, offset, data) {
+            Ok(written) => {
+                if let Some(file) = self.handles.get(fh.0) {
+                    file.atime_check_pending.store(true, Ordering::Relaxed);
+                }
+                reply.written(written)
+            }
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Writes are applied synchronously: nothing is pending at close.
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let ino = self.handles.remove(fh.0).map_or(ino.0, |file| file.ino);
+        match self.fs.release_inode(ino) {
+            Ok(()) => reply.ok(),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.fsync(ino.0, datasync) {
+            Ok(()) => reply.ok(),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if let Err(err) = self.fs.open_inode(ino.0) {
+            reply.error(errno_of(&err));
+            return;
+        }
+        let fh = self.handles.insert(ino.0, flags.0, true);
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let result = self.fs.readdir(ino.0, offset, &mut |entry| {
+            let full = reply.add(
+                INodeNo(entry.ino),
+                entry.next_offset,
+                file_type(entry.kind),
+                OsStr::from_bytes(&entry.name),
+            );
+            !full
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        // Gather names first, then attributes: the core's readdir callback
+        // runs under the directory's lock, so no other core call in it.
+        let mut entries = Vec::new();
+        let result = self.fs.readdir(ino.0, offset, &mut |entry| {
+            entries.push(entry.clone());
+            entries.len() < READDIRPLUS_BATCH
+        });
+        if let Err(err) = result {
+            reply.error(errno_of(&err));
+            return;
+        }
+        for entry in &entries {
+            let attr = match self.fs.getattr(entry.ino) {
+                Ok(attr) => attr,
+                // Removed since the listing: as if listed a moment later.
+                Err(fs::Error::NotFound) => continue,
+                Err(err) => {
+                    reply.error(errno_of(&err));
+                    return;
+                }
+            };
+            let full = reply.add(
+                INodeNo(entry.ino),
+                entry.next_offset,
+                OsStr::from_bytes(&entry.name),
+                &self.config.entry_ttl,
+                &to_file_attr(&attr),
+                Generation(attr.generation),
+            );
+            if full {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        let ino = self.handles.remove(fh.0).map_or(ino.0, |file| file.ino);
+        match self.fs.release_inode(ino) {
+            Ok(()) => reply.ok(),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.fsync(ino.0, datasync) {
+            Ok(()) => reply.ok(),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs() {
+            Ok(st) => {
+                let block_size = u32::try_from(st.block_size).unwrap_or(4096);
+                reply.statfs(
+                    st.total_blocks,
+                    st.free_blocks,
+                    st.free_blocks,
+                    st.total_inodes,
+                    st.free_inodes,
+                    block_size,
+                    st.name_max,
+                    block_size,
+                )
+            }
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let mode = match flags {
+            0 => XattrSetMode::Any,
+            libc::XATTR_CREATE => XattrSetMode::Create,
+            libc::XATTR_REPLACE => XattrSetMode::Replace,
+            _ => {
+                reply.error(Errno::from_i32(libc::EINVAL));
+                return;
+            }
+        };
+        let name = name_bytes(name);
+        let result = if name == acl::ACCESS_XATTR {
+            self.set_access_acl(ino.0, value, mode)
+        } else if name == acl::DEFAULT_XATTR {
+            Acl::parse(value)
+                .map_err(|_| fs::Error::Invalid("malformed POSIX ACL"))
+                .and_then(|_| self.fs.setxattr(ino.0, name, value, mode))
+        } else {
+            self.fs.setxattr(ino.0, name, value, mode)
+        };
+        match result {
+            Ok(()) => reply.ok(),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.fs.getxattr(ino.0, name_bytes(name)) {
+            Ok(value) => reply_sized(reply, &value, size),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.listxattr(ino.0) {
+            Ok(names) => {
+                let mut list = Vec::new();
+                for name in names {
+                    list.extend_from_slice(&name);
+                    list.push(0);
+                }
+                reply_sized(reply, &list, size)
+            }
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.removexattr(ino.0, name_bytes(name)) {
+            Ok(()) => reply.ok(),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        // With default_permissions the kernel checks and does not ask; this
+        // answers mounts without it from the mode bits.
+        let attr = match self.fs.getattr(ino.0) {
+            Ok(attr) => attr,
+            Err(err) => {
+                reply.error(errno_of(&err));
+                return;
+            }
+        };
+        match check_access(&attr, req.uid(), req.gid(), mask, self.config.read_only) {
+            Ok(()) => reply.ok(),
+            Err(errno) => reply.error(Errno::from_i32(errno)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let mode = libc::S_IFREG | (mode & 0o7777);
+        let attr = match self.create_node(req, parent.0, name_bytes(name), mode, umask, 0) {
+            Ok(attr) => attr,
+            Err(err) => {
+                reply.error(errno_of(&err));
+                return;
+            }
+        };
+        if let Err(err) = self.fs.open_inode(attr.ino) {
+            reply.error(errno_of(&err));
+            return;
+        }
+        let fh = self.handles.insert(attr.ino, flags, false);
+        reply.created(
+            &self.config.entry_ttl,
+            &to_file_attr(&attr),
+            Generation(attr.generation),
+            FileHandle(fh),
+            self.open_flags_for_file(),
+        );
+    }
+
+    fn ioctl(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        flags: IoctlFlags,
+        cmd: u32,
+        in_data: &[u8],
+        out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        let request = IoctlRequest {
+            uid: req.uid(),
+            gid: req.gid(),
+            pid: req.pid(),
+            ino: ino.0,
+            file: self.handles.get(fh.0),
+            is_dir: flags.contains(IoctlFlags::FUSE_IOCTL_DIR),
+            cmd,
+            in_data,
+            out_size,
+        };
+        match ioctl::dispatch(self, &request) {
+            Ok(out) => {
+                let len = out.data.len().min(out_size as usize);
+                reply.ioctl(out.result, &out.data[..len]);
+            }
+            Err(errno) => reply.error(Errno::from_i32(errno)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let Some(mode) = falloc_mode(mode) else {
+            reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+            return;
+        };
+        match self.fs.fallocate(ino.0, offset, length, mode) {
+            Ok(()) => reply.ok(),
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let whence = match whence {
+            libc::SEEK_DATA => Whence::Data,
+            libc::SEEK_HOLE => Whence::Hole,
+            _ => {
+                // SEEK_SET/CUR/END never reach the server.
+                reply.error(Errno::from_i32(libc::EINVAL));
+                return;
+            }
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            reply.error(Errno::from_i32(libc::ENXIO));
+            return;
+        };
+        match self.fs.seek(ino.0, offset, whence) {
+            Ok(found) => match i64::try_from(found) {
+                Ok(found) => reply.offset(found),
+                Err(_) => reply.error(Errno::from_i32(libc::EOVERFLOW)),
+            },
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        ino_in: INodeNo,
+        _fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        _fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        if !flags.is_empty() {
+            reply.error(Errno::from_i32(libc::EINVAL));
+            return;
+        }
+        // The reply carries a u32: copy at most that much per request (the
+        // caller loops on short copies, as for any copy_file_range).
+        let len = len.min(COPY_RANGE_MAX_BYTES);
+        match self
+            .fs
+            .copy_range(ino_in.0, offset_in, ino_out.0, offset_out, len)
+        {
+            Ok(copied) => reply.written(u32::try_from(copied.min(len)).unwrap_or(u32::MAX)),
+            // Never ENOSYS (that would switch copy_file_range off for the
+            // whole mount); errno() maps "not supported" to EOPNOTSUPP, which
+            // makes the kernel fall back to a byte copy for this call only.
+            Err(err) => reply.error(errno_of(&err)),
+        }
+    }
+}
+
+fn reply_sized(reply: ReplyXattr, value: &[u8], size: u32) {
+    if size == 0 {
+        match u32::try_from(value.len()) {
+            Ok(len) => reply.size(len),
+            Err(_) => reply.error(Errno::from_i32(libc::E2BIG)),
+        }
+    } else if value.len() > size as usize {
+        reply.error(Errno::from_i32(libc::ERANGE));
+    } else {
+        reply.data(value);
+    }
+}
+
+/// The fallocate modes the kernel forwards, as the core's [`FallocMode`];
+/// `None` for everything else (answered with EOPNOTSUPP).
+pub fn falloc_mode(mode: i32) -> Option<FallocMode> {
+    const KEEP_SIZE: i32 = libc::FALLOC_FL_KEEP_SIZE;
+    const PUNCH_HOLE: i32 = libc::FALLOC_FL_PUNCH_HOLE;
+    const ZERO_RANGE: i32 = libc::FALLOC_FL_ZERO_RANGE;
+    match mode {
+        0 => Some(FallocMode::Allocate),
+        KEEP_SIZE => Some(FallocMode::KeepSize),
+        // Punching a hole never changes the size: Linux requires KEEP_SIZE.
+        m if m == PUNCH_HOLE | KEEP_SIZE => Some(FallocMode::PunchHole),
+        ZERO_RANGE => Some(FallocMode::ZeroRange { keep_size: false }),
+        m if m == ZERO_RANGE | KEEP_SIZE => Some(FallocMode::ZeroRange { keep_size: true }),
+        _ => None,
+    }
+}
+
+/// access(2) from the mode bits: root may read and write anything and
+/// execute what has any execute bit (or is a directory).
+pub fn check_access(
+    attr: &Attr,
+    uid: u32,
+    gid: u32,
+    mask: AccessFlags,
+    read_only: bool,
+) -> Result<(), i32> {
+    if mask.contains(AccessFlags::W_OK) && read_only {
+        return Err(libc::EROFS);
+    }
+    let wanted = (mask & (AccessFlags::R_OK | AccessFlags::W_OK | AccessFlags::X_OK)).bits() as u32;
+    if wanted == 0 {
+        return Ok(());
+    }
+    if uid == 0 {
+        let needs_exec = wanted & (libc::X_OK as u32) != 0;
+        let any_exec = attr.perm & 0o111 != 0 || attr.kind == FileKind::Directory;
+        return if needs_exec && !any_exec {
+            Err(libc::EACCES)
+        } else {
+            Ok(())
+        };
+    }
+    let granted = if uid == attr.uid {
+        (attr.perm >> 6) & 0o7
+    } else if gid == attr.gid {
+        (attr.perm >> 3) & 0o7
+    } else {
+        attr.perm & 0o7
+    };
+    if granted & wanted == wanted {
+        Ok(())
+    } else {
+        Err(libc::EACCES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(kind: FileKind, perm: u32, uid: u32, gid: u32) -> Attr {
+        Attr {
+            ino: 2,
+            kind,
+            perm,
+            nlink: 1,
+            uid,
+            gid,
+            rdev: 0,
+            size: 0,
+            blocks: 0,
+            atime: Timestamp::default(),
+            mtime: Timestamp::default(),
+            ctime: Timestamp::default(),
+            btime: Timestamp::default(),
+            generation: 1,
+            blksize: 4096,
+        }
+    }
+
+    #[test]
+    fn forwarded_fallocate_modes_map_and_others_are_declined() {
+        assert_eq!(falloc_mode(0), Some(FallocMode::Allocate));
+        assert_eq!(
+            falloc_mode(libc::FALLOC_FL_KEEP_SIZE),
+            Some(FallocMode::KeepSize)
+        );
+        assert_eq!(
+            falloc_mode(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE),
+            Some(FallocMode::PunchHole)
+        );
+        assert_eq!(falloc_mode(libc::FALLOC_FL_PUNCH_HOLE), None);
+        assert_eq!(
+            falloc_mode(libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE),
+            Some(FallocMode::ZeroRange { keep_size: true })
+        );
+        assert_eq!(falloc_mode(libc::FALLOC_FL_COLLAPSE_RANGE), None);
+        assert_eq!(falloc_mode(libc::FALLOC_FL_INSERT_RANGE), None);
+    }
+
+    #[test]
+    fn access_follows_owner_group_other_bits() {
+        let file = attr(FileKind::Regular, 0o640, 1000, 100);
+        assert!(check_access(&file, 1000, 1, AccessFlags::W_OK, false).is_ok());
+        assert!(check_access(&file, 2000, 100, AccessFlags::R_OK, false).is_ok());
+        assert_eq!(
+            check_access(&file, 2000, 100, AccessFlags::W_OK, false),
+            Err(libc::EACCES)
+        );
+        assert_eq!(
+            check_access(&file, 2000, 200, AccessFlags::R_OK, false),
+            Err(libc::EACCES)
+        );
+        assert!(check_access(&file, 2000, 200, AccessFlags::F_OK, false).is_ok());
+    }
+
+    #[test]
+    fn root_needs_some_execute_bit_to_execute() {
+        let file = attr(FileKind::Regular, 0o600, 1000, 100);
+        assert!(check_access(&file, 0, 0, AccessFlags::R_OK | AccessFlags::W_OK, false).is_ok());
+        assert_eq!(
+            check_access(&file, 0, 0, AccessFlags::X_OK, false),
+            Err(libc::EACCES)
+        );
+        let dir = attr(FileKind::Directory, 0o600, 1000, 100);
+        assert!(check_access(&dir, 0, 0, AccessFlags::X_OK, false).is_ok());
+    }
+
+    #[test]
+    fn write_access_on_read_only_mount_is_erofs() {
+        let file = attr(FileKind::Regular, 0o666, 1000, 100);
+        assert_eq!(
+            check_access(&file, 1000, 100, AccessFlags::W_OK, true),
+            Err(libc::EROFS)
+        );
+    }
+
+    #[test]
+    fn attributes_convert_with_kind_and_permission_bits() {
+        let a = attr(FileKind::Directory, 0o2755, 5, 6);
+        let fa = to_file_attr(&a);
+        assert_eq!(fa.kind, FileType::Directory);
+        assert_eq!(fa.perm, 0o2755);
+        assert_eq!((fa.uid, fa.gid), (5, 6));
+    }
+}

@@ -1,0 +1,695 @@
+//! The mount daemon: checks before mounting, detaching, logging, serving,
+//! and a clean unmount on `umount`, SIGTERM and SIGINT.
+//!
+//! Detaching re-executes the binary instead of calling fork(2): the crate
+//! allows `unsafe` only in the media layer, and a fresh process is what a
+//! fork-before-any-thread would give anyway. The parent starts
+//! `cowdax mount --daemon-child …` with stdout on a pipe; the child (a new
+//! session, stdin/stderr on /dev/null, logging to syslog) opens the image,
+//! mounts, and writes `ready` or `error: TEXT` as one line. The parent exits
+//! 0 only after `ready`, i.e. once the mount is live.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+use nix::sys::signal::{SigSet, Signal};
+
+use super::adapter::{AdapterConfig, CacheInvalidator, CowdaxFs};
+use super::options::{Access, MountOptions};
+use crate::fs::{self, Fs, OpenOptions};
+use crate::media::{MmapMedia, OpenMode};
+use crate::store::StoreError;
+
+/// Exit code for a usage or option error (mount(8): "incorrect invocation").
+pub const EXIT_USAGE: i32 = 1;
+/// Exit code when mounting failed (mount(8): "mount failure").
+pub const EXIT_MOUNT_FAILED: i32 = 32;
+
+/// The readiness line the detached child sends on success.
+const READY_LINE: &str = "ready";
+/// Prefix of the line the detached child sends on failure.
+const ERROR_PREFIX: &str = "error: ";
+
+/// A fully parsed mount request.
+#[derive(Clone, Debug)]
+pub struct MountRequest {
+    pub source: PathBuf,
+    pub mountpoint: PathBuf,
+    pub options: MountOptions,
+    /// The original `-o` arguments, passed on to the detached child.
+    pub option_args: Vec<String>,
+    pub foreground: bool,
+    pub debug: bool,
+}
+
+/// A failure before the mount was live: one line for the user.
+#[derive(Debug)]
+pub struct MountError {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+impl MountError {
+    fn failed(message: String) -> MountError {
+        MountError {
+            message,
+            exit_code: EXIT_MOUNT_FAILED,
+        }
+    }
+}
+
+/// Mountinfo escapes space, tab, newline and backslash as `\\ooo` (octal).
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            let octal = bytes.get(i + 1..i + 4).and_then(|digits| {
+                std::str::from_utf8(digits)
+                    .ok()
+                    .and_then(|digits| u8::from_str_radix(digits, 8).ok())
+            });
+            if let Some(value) = octal {
+                out.push(value);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Filesystem type of the mount whose root is exactly `mountpoint`, from
+/// mountinfo text (the last such mount: the one on top).
+pub fn mounted_fstype(mountinfo: &str, mountpoint: &Path) -> Option<String> {
+    let wanted = mountpoint.to_string_lossy();
+    let mut found = None;
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(target) = left.split(' ').nth(4) else {
+            continue;
+        };
+        if unescape_mountinfo(target) == wanted {
+            found = right.split(' ').next().map(str::to_string);
+        }
+    }
+    found
+}
+
+/// Checks that can fail before anything is started: source and mount point
+/// exist, and the mount point does not already carry a cowdax mount.
+pub fn preflight(request: &MountRequest) -> Result<(PathBuf, PathBuf), MountError> {
+    let source = std::fs::canonicalize(&request.source)
+        .map_err(|err| MountError::failed(format!("{}: {err}", request.source.display())))?;
+    let meta = std::fs::metadata(&source)
+        .map_err(|err| MountError::failed(format!("{}: {err}", source.display())))?;
+    let kind = meta.file_type();
+    if !(kind.is_file() || kind.is_block_device() || kind.is_char_device()) {
+        return Err(MountError::failed(format!(
+            "{}: not an image file or a device",
+            source.display()
+        )));
+    }
+    let mountpoint = std::fs::canonicalize(&request.mountpoint).map_err(|err| {
+        MountError::failed(format!(
+            "mount point {}: {err}",
+            request.mountpoint.display()
+        ))
+    })?;
+    if !mountpoint.is_dir() {
+        return Err(MountError::failed(format!(
+            "mount point {}: not a directory",
+            mountpoint.display()
+        )));
+    }
+    if let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") {
+        if mounted_fstype(&mountinfo, &mountpoint).as_deref() == Some("fuse.cowdax") {
+            return Err(MountError::failed(format!(
+                "mount point {}: a cowdax filesystem is already mounted there",
+                mountpoint.display()
+            )));
+        }
+    }
+    Ok((source, mountpoint))
+}
+
+/// Runs a mount request to its end; returns the process exit code.
+pub fn run(request: MountRequest, daemon_child: bool) -> i32 {
+    if daemon_child {
+        return run_daemon_child(request);
+    }
+    if request.options.remount {
+        return match remount(&request) {
+            Ok(()) => 0,
+            Err(err) => {
+                eprintln!("cowdax: {}", err.message);
+                err.exit_code
+            }
+        };
+    }
+    let (source, mountpoint) = match preflight(&request) {
+        Ok(paths) => paths,
+        Err(err) => {
+            eprintln!("cowdax: {}", err.message);
+            return err.exit_code;
+        }
+    };
+    if request.foreground {
+        init_stderr_logging(request.debug);
+        return match mount(&request, &source, &mountpoint) {
+            Ok(mounted) => {
+                log::info!(
+                    "{} mounted on {} (foreground)",
+                    source.display(),
+                    mountpoint.display()
+                );
+                mounted.serve()
+            }
+            Err(err) => {
+                eprintln!("cowdax: {}", err.message);
+                err.exit_code
+            }
+        };
+    }
+    spawn_detached(&request, &source, &mountpoint)
+}
+
+/// Mount flags for a remount: the mount's current flags, changed by the
+/// flag options given (in order). Other options cannot change on a live
+/// mount and are ignored.
+pub fn remount_flags(
+    current: nix::sys::statvfs::FsFlags,
+    option_args: &[String],
+) -> nix::mount::MsFlags {
+    use nix::mount::MsFlags;
+    use nix::sys::statvfs::FsFlags;
+    let mut flags = MsFlags::MS_REMOUNT;
+    for (fs_flag, ms_flag) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_SYNCHRONOUS, MsFlags::MS_SYNCHRONOUS),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if current.contains(fs_flag) {
+            flags |= ms_flag;
+        }
+    }
+    let atime_flags = MsFlags::MS_NOATIME | MsFlags::MS_RELATIME | MsFlags::MS_STRICTATIME;
+    for option in option_args.iter().flat_map(|arg| arg.split(',')) {
+        match option.trim() {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => flags &= !MsFlags::MS_RDONLY,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "suid" => flags &= !MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "dev" => flags &= !MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "exec" => flags &= !MsFlags::MS_NOEXEC,
+            "sync" => flags |= MsFlags::MS_SYNCHRONOUS,
+            "async" => flags &= !MsFlags::MS_SYNCHRONOUS,
+            "noatime" => flags = (flags & !atime_flags) | MsFlags::MS_NOATIME,
+            "relatime" => flags = (flags & !atime_flags) | MsFlags::MS_RELATIME,
+            "strictatime" | "atime" => flags = (flags & !atime_flags) | MsFlags::MS_STRICTATIME,
+            "nodiratime" => flags |= MsFlags::MS_NODIRATIME,
+            "diratime" => flags &= !MsFlags::MS_NODIRATIME,
+            _ => {}
+        }
+    }
+    flags
+}
+
+/// `mount -o remount,…`: mount(8) hands a remount of a fuse.cowdax mount
+/// to mount.fuse3, which runs us with `remount` in the options. Changes the
+/// flags of the existing mount (the kernel's FUSE allows it; e.g. `ro`
+/// makes the VFS refuse writes) instead of starting a second daemon.
+fn remount(request: &MountRequest) -> Result<(), MountError> {
+    let mountpoint = std::fs::canonicalize(&request.mountpoint).map_err(|err| {
+        MountError::failed(format!(
+            "mount point {}: {err}",
+            request.mountpoint.display()
+        ))
+    })?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mounted_fstype(&mountinfo, &mountpoint).as_deref() != Some("fuse.cowdax") {
+        return Err(MountError::failed(format!(
+            "remount: no cowdax filesystem is mounted on {}",
+            mountpoint.display()
+        )));
+    }
+    let current = nix::sys::statvfs::statvfs(&mountpoint)
+        .map_err(|err| MountError::failed(format!("{}: {err}", mountpoint.display())))?;
+    let flags = remount_flags(current.flags(), &request.option_args);
+    // Going read-only is refused (EBUSY) while a file is open for writing
+    // or an unlinked inode is still in use; files closed just before are
+    // released asynchronously by FUSE, so give them a moment.
+    let mut attempts_left = REMOUNT_BUSY_RETRIES;
+    loop {
+        match nix::mount::mount(None::<&str>, &mountpoint, None::<&str>, flags, None::<&str>) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) if attempts_left > 0 => {
+                attempts_left -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(err) => {
+                return Err(MountError::failed(format!(
+                    "remount of {}: {err}",
+                    mountpoint.display()
+                )))
+            }
+        }
+    }
+}
+
+/// Retries of a remount refused with EBUSY (50 ms apart).
+const REMOUNT_BUSY_RETRIES: u32 = 40;
+
+/// Parent side of detaching: start the child, wait for its readiness line.
+fn spawn_detached(request: &MountRequest, source: &Path, mountpoint: &Path) -> i32 {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => {
+            eprintln!("cowdax: cannot find my own executable to detach: {err}");
+            return EXIT_MOUNT_FAILED;
+        }
+    };
+    let mut command = Command::new(exe);
+    command
+        .arg("mount")
+        .arg("--daemon-child")
+        .arg(source)
+        .arg(mountpoint);
+    for option in &request.option_args {
+        command.arg("-o").arg(option);
+    }
+    if request.debug {
+        command.arg("--debug-log");
+    }
+    // The daemon must not keep the caller's working directory busy.
+    command
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            eprintln!("cowdax: cannot start the daemon: {err}");
+            return EXIT_MOUNT_FAILED;
+        }
+    };
+    let Some(stdout) = child.stdout.take() else {
+        eprintln!("cowdax: cannot talk to the daemon");
+        return EXIT_MOUNT_FAILED;
+    };
+    let mut line = String::new();
+    let read = BufReader::new(stdout).read_line(&mut line);
+    let line = line.trim_end();
+    match read {
+        Ok(_) if line == READY_LINE => 0,
+        Ok(_) if line.starts_with(ERROR_PREFIX) => {
+            eprintln!("cowdax: {}", &line[ERROR_PREFIX.len()..]);
+            // The child exits right after reporting; its code tells which kind.
+            match child.wait() {
+                Ok(status) => status
+                    .code()
+                    .filter(|&c| c != 0)
+                    .unwrap_or(EXIT_MOUNT_FAILED),
+                Err(_) => EXIT_MOUNT_FAILED,
+            }
+        }
+        _ => {
+            let status = child.wait();
+            eprintln!(
+                "cowdax: the daemon exited before the mount was ready ({})",
+                match status {
+                    Ok(status) => status.to_string(),
+                    Err(err) => err.to_string(),
+                }
+            );
+            EXIT_MOUNT_FAILED
+        }
+    }
+}
+
+/// Child side of detaching.
+fn run_daemon_child(request: MountRequest) -> i32 {
+    // Own session: no controlling terminal, not killed with the caller's.
+    let _ = nix::unistd::setsid();
+    init_syslog_logging(request.debug);
+    let mut report = std::io::stdout();
+    let result =
+        preflight(&request).and_then(|(source, mountpoint)| mount(&request, &source, &mountpoint));
+    match result {
+        Ok(mounted) => {
+            let _ = writeln!(report, "{READY_LINE}");
+            let _ = report.flush();
+            // Stop holding the parent's pipe open.
+            if let Ok(devnull) = File::options().write(true).open("/dev/null") {
+                let _ = nix::unistd::dup2_stdout(&devnull);
+            }
+            log::info!(
+                "{} mounted on {}",
+                mounted.source.display(),
+                mounted.mountpoint.display()
+            );
+            mounted.serve()
+        }
+        Err(err) => {
+            log::error!("{}", err.message);
+            let _ = writeln!(report, "{ERROR_PREFIX}{}", err.message);
+            let _ = report.flush();
+            err.exit_code
+        }
+    }
+}
+
+fn init_stderr_logging(debug: bool) {
+    let level = if debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    let _ = env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .target(env_logger::Target::Stderr)
+        .try_init();
+}
+
+fn init_syslog_logging(debug: bool) {
+    let formatter = syslog::Formatter3164 {
+        facility: syslog::Facility::LOG_DAEMON,
+        hostname: None,
+        process: "cowdax".into(),
+        pid: std::process::id(),
+    };
+    let level = if debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    // No syslog socket (containers): the daemon runs without a log.
+    if let Ok(logger) = syslog::unix(formatter) {
+        if log::set_boxed_logger(Box::new(syslog::BasicLogger::new(logger))).is_ok() {
+            log::set_max_level(level);
+        }
+    }
+}
+
+/// One line for an error of opening the filesystem.
+fn describe_open_error(source: &Path, err: &fs::Error) -> String {
+    match err {
+        fs::Error::Store(StoreError::NotCowdax(detail)) => format!(
+            "{}: not a cowdax filesystem{detail} (format it with `cowdax mkfs`)",
+            source.display()
+        ),
+        fs::Error::Store(StoreError::Media(media)) => media.to_string(),
+        fs::Error::Store(store) => format!("{}: {store}", source.display()),
+        other => format!("{}: {other}", source.display()),
+    }
+}
+
+/// A live mount, ready to serve.
+pub struct Mounted {
+    fs: Arc<Fs>,
+    session: Session<CowdaxFs>,
+    source: PathBuf,
+    mountpoint: PathBuf,
+    threads: usize,
+}
+
+/// Opens the image and mounts it; returns once the kernel has initialised
+/// the connection (the mount is live).
+pub fn mount(
+    request: &MountRequest,
+    source: &Path,
+    mountpoint: &Path,
+) -> Result<Mounted, MountError> {
+    let opts = &request.options;
+    let media_mode = if opts.read_only {
+        OpenMode::ReadOnly
+    } else {
+        OpenMode::ReadWrite
+    };
+    let media =
+        MmapMedia::open(source, media_mode).map_err(|err| MountError::failed(err.to_string()))?;
+    log::info!("opened {}", crate::media::Media::describe(&media));
+    let fs = Fs::open(
+        Arc::new(media),
+        OpenOptions {
+            read_only: opts.read_only,
+        },
+    )
+    .map_err(|err| MountError::failed(describe_open_error(source, &err)))?;
+    let fs = Arc::new(fs);
+
+    let invalidator = Arc::new(CacheInvalidator::new());
+    let adapter = CowdaxFs::new(
+        fs.clone(),
+        AdapterConfig::from_options(opts),
+        invalidator.clone(),
+    );
+    let config = session_config(opts, source);
+    let session = match Session::new(adapter, mountpoint, &config) {
+        Ok(session) => session,
+        Err(err) => {
+            // Nothing was served: leave the image as cleanly as we found it.
+            if let Err(unmount_err) = fs.unmount() {
+                log::warn!("closing the filesystem after a failed mount: {unmount_err}");
+            }
+            return Err(MountError::failed(format!(
+                "mounting on {}: {err}",
+                mountpoint.display()
+            )));
+        }
+    };
+    invalidator.set_notifier(session.notifier());
+    Ok(Mounted {
+        fs,
+        session,
+        source: source.to_path_buf(),
+        mountpoint: mountpoint.to_path_buf(),
+        threads: opts.thread_count(),
+    })
+}
+
+/// fuser's session configuration for these options.
+pub fn session_config(opts: &MountOptions, source: &Path) -> Config {
+    let fsname = opts
+        .fsname
+        .clone()
+        .unwrap_or_else(|| source.display().to_string());
+    let mut mount_options = vec![
+        MountOption::FSName(fsname),
+        // fuser's direct mount(2) drops Subtype (a fusermount option);
+        // the kernel itself accepts subtype= and shows fuse.cowdax.
+        MountOption::CUSTOM(format!("subtype={}", opts.subtype)),
+        if opts.read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
+        if opts.allow_devices {
+            MountOption::Dev
+        } else {
+            MountOption::NoDev
+        },
+        if opts.allow_suid {
+            MountOption::Suid
+        } else {
+            MountOption::NoSuid
+        },
+        if opts.allow_exec {
+            MountOption::Exec
+        } else {
+            MountOption::NoExec
+        },
+    ];
+    if opts.default_permissions {
+        mount_options.push(MountOption::DefaultPermissions);
+    }
+    if opts.atime == super::options::AtimePolicy::Never {
+        mount_options.push(MountOption::NoAtime);
+    }
+    if opts.sync {
+        mount_options.push(MountOption::Sync);
+    }
+    if opts.dir_sync {
+        mount_options.push(MountOption::DirSync);
+    }
+    if opts.auto_unmount {
+        mount_options.push(MountOption::AutoUnmount);
+    }
+    let mut config = Config::default();
+    config.mount_options = mount_options;
+    config.acl = match opts.access {
+        Access::Owner => SessionACL::Owner,
+        Access::OwnerAndRoot => SessionACL::RootAndOwner,
+        Access::All => SessionACL::All,
+    };
+    config.n_threads = Some(opts.thread_count());
+    config.clone_fd = true;
+    config
+}
+
+impl Mounted {
+    /// Serves requests until the filesystem is unmounted (umount, or a
+    /// SIGTERM/SIGINT that unmounts it), then checkpoints and marks the
+    /// image clean. Returns the exit code.
+    pub fn serve(mut self) -> i32 {
+        // Block the termination signals in this thread before any other
+        // starts, so that every worker inherits the mask and only the
+        // signal thread receives them.
+        let mut signals = SigSet::empty();
+        signals.add(Signal::SIGTERM);
+        signals.add(Signal::SIGINT);
+        signals.add(Signal::SIGHUP);
+        if let Err(err) = signals.thread_block() {
+            log::warn!("cannot block termination signals: {err}");
+        }
+        let mut unmounter = self.session.unmount_callable();
+        let mountpoint = self.mountpoint.clone();
+        let signal_thread = std::thread::Builder::new()
+            .name("cowdax-signals".into())
+            .spawn(move || loop {
+                let signal = match signals.wait() {
+                    Ok(signal) => signal,
+                    Err(err) => {
+                        log::error!("waiting for signals failed: {err}");
+                        return;
+                    }
+                };
+                if signal == Signal::SIGHUP {
+                    // No terminal to lose once detached; keep serving.
+                    continue;
+                }
+                log::info!("{signal}: unmounting {}", mountpoint.display());
+                if let Err(err) = unmounter.unmount() {
+                    // Busy (open files, a cwd inside): detach now; the
+                    // session ends when the last user lets go.
+                    log::warn!("unmount failed ({err}); detaching lazily");
+                    if let Err(err) =
+                        nix::mount::umount2(&mountpoint, nix::mount::MntFlags::MNT_DETACH)
+                    {
+                        log::error!("lazy unmount of {} failed: {err}", mountpoint.display());
+                    }
+                }
+                return;
+            });
+        if let Err(err) = signal_thread {
+            log::warn!("no signal thread ({err}): SIGTERM will not unmount cleanly");
+        }
+        log::info!("serving with {} threads", self.threads);
+        let served = self.session.run();
+        let mut exit_code = 0;
+        if let Err(err) = served {
+            log::error!("FUSE session ended with an error: {err}");
+            exit_code = 1;
+        }
+        match self.fs.unmount() {
+            Ok(()) => log::info!("{} unmounted cleanly", self.source.display()),
+            Err(err) => {
+                log::error!(
+                    "final checkpoint of {} failed: {err}",
+                    self.source.display()
+                );
+                exit_code = 1;
+            }
+        }
+        exit_code
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:40 / /mnt/with\\040space rw,nosuid,nodev,relatime shared:20 - fuse.cowdax /img rw,user_id=0,group_id=0
+41 22 0:41 / /tmp/plain rw,relatime shared:21 - tmpfs tmpfs rw
+";
+
+    #[test]
+    fn mountinfo_lookup_finds_escaped_mount_points() {
+        assert_eq!(
+            mounted_fstype(MOUNTINFO, Path::new("/mnt/with space")).as_deref(),
+            Some("fuse.cowdax")
+        );
+        assert_eq!(
+            mounted_fstype(MOUNTINFO, Path::new("/tmp/plain")).as_deref(),
+            Some("tmpfs")
+        );
+        assert_eq!(mounted_fstype(MOUNTINFO, Path::new("/mnt")), None);
+    }
+
+    #[test]
+    fn remount_keeps_current_flags_and_applies_given_ones() {
+        use nix::mount::MsFlags;
+        use nix::sys::statvfs::FsFlags;
+        let current = FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_RELATIME;
+        let flags = remount_flags(current, &["remount,ro,allow_other".to_string()]);
+        assert!(flags.contains(
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+        ));
+        let flags = remount_flags(current | FsFlags::ST_RDONLY, &["remount,rw,noatime".into()]);
+        assert!(!flags.contains(MsFlags::MS_RDONLY));
+        assert!(flags.contains(MsFlags::MS_NOATIME));
+        assert!(!flags.contains(MsFlags::MS_RELATIME));
+    }
+
+    #[test]
+    fn session_config_sets_fsname_subtype_and_permissions() {
+        let opts = MountOptions::parse(&["allow_other,ro,noatime,threads=2"]).unwrap();
+        let config = session_config(&opts, Path::new("/img"));
+        assert!(config
+            .mount_options
+            .contains(&MountOption::FSName("/img".into())));
+        assert!(config
+            .mount_options
+            .contains(&MountOption::CUSTOM("subtype=cowdax".into())));
+        assert!(config.mount_options.contains(&MountOption::RO));
+        assert!(config.mount_options.contains(&MountOption::NoAtime));
+        assert!(config
+            .mount_options
+            .contains(&MountOption::DefaultPermissions));
+        assert_eq!(config.acl, SessionACL::All);
+        assert_eq!(config.n_threads, Some(2));
+    }
+
+    #[test]
+    fn preflight_rejects_missing_mount_point_and_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("img");
+        std::fs::write(&image, b"x").unwrap();
+        let request = |source: PathBuf, mountpoint: PathBuf| MountRequest {
+            source,
+            mountpoint,
+            options: MountOptions::default(),
+            option_args: Vec::new(),
+            foreground: true,
+            debug: false,
+        };
+        let err = preflight(&request(image.clone(), dir.path().join("nope"))).unwrap_err();
+        assert!(err.message.contains("mount point"), "{}", err.message);
+        let err = preflight(&request(image.clone(), image.clone())).unwrap_err();
+        assert!(err.message.contains("not a directory"), "{}", err.message);
+        let err = preflight(&request(dir.path().join("missing"), dir.path().into())).unwrap_err();
+        assert!(err.message.contains("missing"), "{}", err.message);
+        assert!(preflight(&request(image, dir.path().into())).is_ok());
+    }
+}

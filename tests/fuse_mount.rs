@@ -1,0 +1,286 @@
+//! Mounting and unmounting the way users do it: the detached
+//! `cowdax SRC MNT -o …` form, foreground, errors before mounting, signals,
+//! SIGKILL recovery and persistence across remounts.
+
+mod fuse_support;
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+use std::time::Duration;
+
+use fuse_support::*;
+
+const IMAGE_BYTES: u64 = 256 << 20;
+
+fn stderr_of(command: &mut Command) -> (Option<i32>, String) {
+    let output = command.output().expect("run cowdax");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn detached_mount_returns_once_live_and_umount_leaves_a_clean_image() {
+    let mut t = TestFs::new(IMAGE_BYTES);
+    // What mount.fuse3 runs for `mount -t fuse.cowdax` with fstab defaults.
+    t.mount_detached("rw,noatime,allow_other,dev,suid,defaults,nofail,x-systemd.device-timeout=5");
+    let line = mount_line(&t.mnt).expect("listed in /proc/mounts");
+    assert!(line.contains(" fuse.cowdax "), "{line}");
+    assert!(
+        line.starts_with(&t.image.display().to_string()),
+        "fsname is the source: {line}"
+    );
+    std::fs::write(t.path("hello"), b"world").unwrap();
+    assert_eq!(std::fs::read(t.path("hello")).unwrap(), b"world");
+    t.unmount();
+    t.finish();
+}
+
+#[test]
+fn data_survives_unmount_and_remount() {
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("");
+    std::fs::create_dir(t.path("dir")).unwrap();
+    std::fs::write(t.path("dir/file"), vec![0x5a; 100_000]).unwrap();
+    std::os::unix::fs::symlink("dir/file", t.path("link")).unwrap();
+    std::fs::hard_link(t.path("dir/file"), t.path("hard")).unwrap();
+    t.unmount();
+    assert_image_clean(&t.image);
+
+    t.mount("");
+    assert_eq!(
+        std::fs::read(t.path("dir/file")).unwrap(),
+        vec![0x5a; 100_000]
+    );
+    assert_eq!(
+        std::fs::read_link(t.path("link")).unwrap(),
+        std::path::Path::new("dir/file")
+    );
+    assert_eq!(std::fs::metadata(t.path("hard")).unwrap().nlink(), 2);
+    t.finish();
+}
+
+#[test]
+fn unknown_option_is_refused_with_one_line_and_nonzero_exit() {
+    let t = TestFs::new(IMAGE_BYTES);
+    let (code, stderr) = stderr_of(
+        cowdax()
+            .arg(&t.image)
+            .arg(&t.mnt)
+            .args(["-o", "rw,frobnicate"]),
+    );
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("frobnicate"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(!t.is_mounted());
+    t.finish();
+}
+
+#[test]
+fn unformatted_source_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("zeros.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let (code, stderr) = stderr_of(cowdax().arg(&image).arg(&mnt));
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("not a cowdax filesystem"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(fstype_at(&mnt).is_none());
+}
+
+#[test]
+fn missing_mount_point_is_refused() {
+    let t = TestFs::new(IMAGE_BYTES);
+    let (code, stderr) = stderr_of(cowdax().arg(&t.image).arg(t.dir.path().join("absent")));
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("mount point"), "{stderr}");
+    t.finish_unmounted_check();
+}
+
+#[test]
+fn image_in_use_and_mount_point_in_use_are_refused() {
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("");
+    // The same image on a second mount point: the daemon's lock refuses it.
+    let other = t.dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (code, stderr) = stderr_of(cowdax().arg(&t.image).arg(&other));
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert!(fstype_at(&other).is_none());
+
+    // Another image on the same mount point.
+    let second = t.dir.path().join("second.img");
+    make_image(&second, 64 << 20);
+    let (code, stderr) = stderr_of(cowdax().arg(&second).arg(&t.mnt));
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("already mounted"), "{stderr}");
+    t.finish();
+}
+
+#[test]
+fn sigterm_and_sigint_unmount_cleanly() {
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        let mut t = TestFs::new(IMAGE_BYTES);
+        t.mount("");
+        std::fs::write(t.path("before-signal"), b"kept").unwrap();
+        let pid = nix::unistd::Pid::from_raw(t.daemon_pid() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+        t.wait_daemon_exit_ok();
+        assert_image_clean(&t.image);
+        t.mount("");
+        assert_eq!(std::fs::read(t.path("before-signal")).unwrap(), b"kept");
+        t.finish();
+    }
+}
+
+#[test]
+fn sigkill_during_writes_recovers_on_next_mount() {
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("");
+    let synced = t.path("synced");
+    let mut file = std::fs::File::create(&synced).unwrap();
+    file.write_all(&vec![0xa5; 1 << 20]).unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+
+    // A writer keeps going while the daemon is killed under it.
+    let busy_path = t.path("busy");
+    let writer = std::thread::spawn(move || {
+        let mut written = 0u64;
+        if let Ok(mut file) = std::fs::File::create(&busy_path) {
+            while file.write_all(&[0x3c; 65536]).is_ok() {
+                written += 65536;
+            }
+        }
+        written
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    t.kill_daemon();
+    let _ = writer.join();
+
+    // Recovery through the journal; everything fsync'd is there.
+    t.mount("");
+    assert_eq!(std::fs::read(&synced).unwrap(), vec![0xa5; 1 << 20]);
+    let busy = std::fs::read(t.path("busy")).unwrap_or_default();
+    assert!(
+        busy.iter().all(|&b| b == 0x3c),
+        "a recovered file holds bytes nobody wrote"
+    );
+    t.finish();
+}
+
+#[test]
+fn read_only_mount_refuses_writes() {
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("");
+    std::fs::write(t.path("f"), b"data").unwrap();
+    t.unmount();
+    t.mount("ro");
+    assert_eq!(std::fs::read(t.path("f")).unwrap(), b"data");
+    let err = std::fs::write(t.path("g"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    t.finish();
+}
+
+#[test]
+fn foreground_mount_honours_threads_and_max_write_options() {
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("threads=1,max_write=262144,attr_timeout=0,entry_timeout=0,writeback_cache");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(t.path("big"), &data).unwrap();
+    assert_eq!(std::fs::read(t.path("big")).unwrap(), data);
+    t.finish();
+}
+
+/// `mount -t fuse.cowdax`, an fstab line with `mount MNT`, and
+/// `mount -o remount,ro`, through mount(8) and mount.fuse3 as a user would.
+/// mount.fuse3 runs `cowdax` from the shell's default PATH, so the script
+/// runs in a private mount namespace where /usr/local/bin holds the binary
+/// under test and /etc/fstab is a test file; nothing outside changes.
+#[test]
+fn mount_t_fuse_cowdax_fstab_and_remount_work_through_mount8() {
+    let t = TestFs::new(IMAGE_BYTES);
+    let bin = t.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(COWDAX, bin.join("cowdax")).unwrap();
+    let fstab = t.dir.path().join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "{} {} fuse.cowdax defaults,allow_other,nofail 0 0\n",
+            t.image.display(),
+            t.mnt.display()
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        r#"set -e
+mount --bind '{bin}' /usr/local/bin
+mount --bind '{fstab}' /etc/fstab
+mount -t fuse.cowdax '{image}' '{mnt}' -o allow_other,noatime
+grep -q ' {mnt} fuse.cowdax ' /proc/mounts
+echo via-mount-t > '{mnt}/a'
+umount '{mnt}'
+for i in $(seq 100); do flock -n '{image}' true && break; sleep 0.1; done
+mount '{mnt}'
+grep -q ' {mnt} fuse.cowdax ' /proc/mounts
+test "$(cat '{mnt}/a')" = via-mount-t
+mount -o remount,ro '{mnt}'
+grep ' {mnt} fuse.cowdax ' /proc/mounts | grep -q ' ro,'
+if touch '{mnt}/b' 2>/dev/null; then echo 'write on a read-only remount succeeded'; exit 1; fi
+mount -o remount,rw '{mnt}'
+echo rw-again > '{mnt}/b'
+umount '{mnt}'
+"#,
+        bin = bin.display(),
+        fstab = fstab.display(),
+        image = t.image.display(),
+        mnt = t.mnt.display(),
+    );
+    run_ok(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
+            .arg(&script),
+    );
+    wait_for("the daemon to exit", Duration::from_secs(30), || {
+        image_unlocked(&t.image)
+    });
+    assert_image_clean(&t.image);
+    let mut t = t;
+    t.mount("");
+    assert_eq!(std::fs::read(t.path("b")).unwrap(), b"rw-again\n");
+    t.finish();
+}
+
+#[test]
+fn sigterm_on_a_busy_mount_detaches_and_exits_after_the_last_close() {
+    use std::io::Read;
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("");
+    std::fs::write(t.path("held"), b"open across SIGTERM").unwrap();
+    let mut held = std::fs::File::open(t.path("held")).unwrap();
+    let pid = nix::unistd::Pid::from_raw(t.daemon_pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    // The busy mount is detached from the tree at once...
+    wait_for("the mount to be detached", Duration::from_secs(30), || {
+        !t.is_mounted()
+    });
+    // ...while the open file keeps working until it is closed.
+    let mut content = String::new();
+    held.read_to_string(&mut content).unwrap();
+    assert_eq!(content, "open across SIGTERM");
+    drop(held);
+    t.wait_daemon_exit_ok();
+    t.finish();
+}

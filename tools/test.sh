@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test command (README "Run the tests"; .ci/run runs exactly this).
+# Format check, clippy with warnings as errors, every cargo test target
+# (FUSE tests included, never skipped), then the FUSE conformance run if
+# tools/conformance.sh exists. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+# System pieces the tests need beyond cargo (FUSE, mkfs.ext4, users, …).
+tools/ci-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test (all targets)"
+# --no-fail-fast: report every failing test target, not just the first.
+cargo test --all-targets --no-fail-fast
+# Doc tests are not part of --all-targets.
+cargo test --doc
+
+if [ -x tools/conformance.sh ]; then
+    step "tools/conformance.sh"
+    tools/conformance.sh
+fi
+step "all tests passed"
