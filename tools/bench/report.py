@@ -43,7 +43,7 @@ FIO_ROWS = [
     ("mmap-randread-4k", "mmap: 4 KiB random read", "IOPS"),
     ("mmap-randwrite-4k", "mmap: 4 KiB random write", "IOPS"),
 ]
-COPY_ROW = ("copy", "cp of one fio file (reflink/copy_file_range where offered)", "MiB/s")
+COPY_ROW = ("copy", "cp of a fio file (cloned where offered)", "MiB/s")
 META_ROWS = [
     ("metadata-create", "create + write 4 KiB + close", "files/s", "create_per_second"),
     ("metadata-stat", "stat", "files/s", "stat_per_second"),
