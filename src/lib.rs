@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod fs;
 pub mod fuse;
+pub mod ioctl_abi;
 #[allow(unsafe_code)]
 pub mod media;
 pub mod store;

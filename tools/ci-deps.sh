@@ -23,6 +23,7 @@ declare -A package_of=(
     [mkfs.btrfs]=btrfs-progs
     [mkfs.ext4]=e2fsprogs
     [filefrag]=e2fsprogs
+    [duperemove]=duperemove
     [losetup]=util-linux
     [fio]=fio
     [cc]=build-essential

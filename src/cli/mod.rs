@@ -5,8 +5,14 @@
 //! `cowdax SOURCE MOUNTPOINT [-o OPTIONS]` form that mount.fuse3 runs for
 //! `mount -t fuse.cowdax` (= `cowdax mount …`).
 
+pub mod clone;
+pub mod dedupe;
+pub mod df;
 pub mod dump;
+pub mod extents;
 pub mod fsck;
+pub mod fsmap;
+pub mod ioctl_client;
 pub mod mkfs;
 pub mod mount;
 pub mod open;
@@ -34,6 +40,9 @@ Examples:
   umount /mnt/cowdax
   cowdax fsck -n /tmp/cowdax.img                    check it without writing
   cowdax dump /tmp/cowdax.img                       print superblocks, journal, checkpoint
+  cowdax clone /mnt/cowdax/a /mnt/cowdax/b          reflink copy (plain `cp` also reflinks)
+  cowdax dedupe -r /mnt/cowdax/dir                  share identical blocks
+  cowdax df /mnt/cowdax                             logical vs physical usage
 
 Run `cowdax COMMAND --help` for the options of each command.";
 
@@ -60,6 +69,16 @@ enum Command {
     Fsck(fsck::FsckArgs),
     /// Print superblocks, journal state and checkpoint summary (read-only).
     Dump(dump::DumpArgs),
+    /// Reflink SRC (or a range of it) into DST through cowdax's clone ioctl.
+    Clone(clone::CloneArgs),
+    /// Find identical blocks in files on a cowdax mount and share them.
+    Dedupe(dedupe::DedupeArgs),
+    /// List a file's extents with a shared column (like filefrag -v).
+    Extents(extents::ExtentsArgs),
+    /// Show every physical range with its owning files (root only).
+    Fsmap(fsmap::FsmapArgs),
+    /// Logical vs physical usage of a mount and what sharing saves.
+    Df(df::DfArgs),
     /// Mount a cowdax filesystem: `cowdax mount SOURCE MOUNTPOINT [-o OPTIONS]`
     /// (also the bare `cowdax SOURCE MOUNTPOINT …` form used by mount.fuse3);
     /// see `cowdax mount --help`.
@@ -135,7 +154,9 @@ fn parse_or_exit<P: Parser>(args: &[OsString], usage_exit_code: i32) -> Result<P
 }
 
 /// Subcommand names, for telling `cowdax mkfs X` from `cowdax SOURCE MNT`.
-const SUBCOMMANDS: [&str; 5] = ["mkfs", "fsck", "dump", "mount", "help"];
+const SUBCOMMANDS: [&str; 10] = [
+    "mkfs", "fsck", "dump", "mount", "help", "clone", "dedupe", "extents", "fsmap", "df",
+];
 
 /// Entry point: dispatches on argv[0] (`mkfs.cowdax`, `fsck.cowdax`) and
 /// subcommands. Returns the process exit code.
@@ -193,6 +214,11 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Mkfs(mkfs_args) => mkfs::run(&mkfs_args),
         Command::Fsck(fsck_args) => fsck::run(&fsck_args),
         Command::Dump(dump_args) => dump::run(&dump_args),
+        Command::Clone(args) => clone::run(&args),
+        Command::Dedupe(args) => dedupe::run(&args),
+        Command::Extents(args) => extents::run(&args),
+        Command::Fsmap(args) => fsmap::run(&args),
+        Command::Df(args) => df::run(&args),
         Command::Mount { args } => mount::run(&args),
     }
 }
@@ -284,6 +310,22 @@ mod tests {
         assert!(is_bare_mount_form(&os_args(&[
             "cowdax", "-f", "/tmp/img", "/mnt"
         ])));
+    }
+
+    #[test]
+    fn reflink_tool_subcommands_are_not_the_mount_form() {
+        for args in [
+            &["cowdax", "clone", "a", "b"][..],
+            &["cowdax", "dedupe", "-r", "a", "b"],
+            &["cowdax", "extents", "a", "b"],
+            &["cowdax", "fsmap", "/mnt", "--range", "0:1M"],
+            &["cowdax", "df", "/mnt", "/x"],
+        ] {
+            assert!(!is_bare_mount_form(&os_args(args)), "{args:?}");
+        }
+        let cli = Cli::try_parse_from(["cowdax", "clone", "--length", "4K", "a", "b"])
+            .expect("clone parses");
+        assert!(matches!(cli.command, Command::Clone(ref c) if c.length == Some(4096)));
     }
 
     #[test]

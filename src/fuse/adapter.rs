@@ -989,6 +989,7 @@ impl Filesystem for CowdaxFs {
             gid: req.gid(),
             pid: req.pid(),
             ino: ino.0,
+            fh: fh.0,
             file: self.handles.get(fh.0),
             is_dir: flags.contains(IoctlFlags::FUSE_IOCTL_DIR),
             cmd,

@@ -1,5 +1,5 @@
-//! The ioctl hook: where cowdax's private ioctls (clone, dedupe, extents,
-//! owner map, usage — the reflink work) plug into the FUSE adapter.
+//! The daemon side of cowdax's private ioctls (ABI: [`crate::ioctl_abi`]):
+//! clone, dedupe, extents, owner map, paths, usage — DESIGN.md §7.
 //!
 //! The kernel forwards ioctls on files of the mount as *restricted* ioctls:
 //! it derives direction and size from the command number (`_IOC_SIZE`,
@@ -7,12 +7,34 @@
 //! at most `out_size` bytes of our reply. The integer result becomes
 //! ioctl(2)'s return value. Commands we do not know answer `ENOTTY`, as a
 //! local filesystem would.
+//!
+//! Security model (mirrors the kernel's FICLONE/FIDEDUPERANGE checks):
+//! * a source file is named by a *token*, never by an inode number: 128
+//!   random bits handed out by `GET_TOKEN` for the open file handle the
+//!   ioctl came through. A token proves its holder could open the file and
+//!   records how it was opened; it dies when that handle is released (every
+//!   use looks the handle up in the adapter's table and checks that it is
+//!   still the very same open file);
+//! * clone: destination fd open for writing (not append-only), source token
+//!   from a handle open for reading — else `EBADF`;
+//! * dedupe: source fd open for reading; destination writable through its
+//!   token's handle, or owned by the caller, or writable by the caller's
+//!   mode bits, or the caller is root — else `EPERM`;
+//! * fsmap and paths reveal every file's layout and names: root only
+//!   (`EPERM`), like XFS's GETFSMAP;
+//! * every argument is validated (sizes, magic, alignment, overflow, EOF,
+//!   file types) before the core is called, so a rejected request changes
+//!   nothing.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
 
 use super::adapter::CowdaxFs;
 use super::handles::OpenFile;
-use crate::fs::Ino;
+use crate::fs::{self, Attr, DedupeOutcome, FileKind, Ino};
+use crate::ioctl_abi::{self as abi, Token};
 
 /// One ioctl as it reached the daemon.
 #[derive(Debug)]
@@ -22,6 +44,8 @@ pub struct IoctlRequest<'a> {
     pub gid: u32,
     pub pid: u32,
     pub ino: Ino,
+    /// The kernel's handle number of the fd the ioctl was issued on.
+    pub fh: u64,
     /// The open file the ioctl was issued on (`None` if the kernel sent a
     /// handle we did not issue, which does not happen for fds of the mount).
     pub file: Option<Arc<OpenFile>>,
@@ -42,19 +66,582 @@ pub struct IoctlReply {
     pub data: Vec<u8>,
 }
 
-/// Handles one ioctl; `Err(errno)` is returned to the caller. Add private
-/// commands here: each arm decodes its fixed-size argument from
-/// `req.in_data`, checks permissions against `req.file`, calls the core
-/// through `adapter.fs()` and, after changing file contents behind the
-/// kernel's back, calls `adapter.invalidator().invalidate_range(...)`.
+/// Most paths one `PATHS` request may ask for (each costs a namespace scan
+/// in the core).
+const PATHS_MAX: usize = 64;
+
+/// A live token: which open file of which handle table it names.
+struct TokenEntry {
+    file: Weak<OpenFile>,
+    fh: u64,
+}
+
+/// Tokens of this daemon. `by_handle` makes repeated `GET_TOKEN` calls on
+/// one handle return the same token, so the table holds at most one entry
+/// per open handle (plus released ones until the next prune).
+#[derive(Default)]
+struct TokenTable {
+    by_token: HashMap<Token, TokenEntry>,
+    by_handle: HashMap<(usize, u64), Token>,
+    /// Size after the last prune: prune again when the table doubles, so
+    /// pruning costs O(1) amortised per token.
+    pruned_len: usize,
+}
+
+impl TokenTable {
+    fn prune(&mut self) {
+        self.by_token
+            .retain(|_, entry| entry.file.strong_count() > 0);
+        let live = &self.by_token;
+        self.by_handle.retain(|_, token| live.contains_key(token));
+        self.pruned_len = self.by_token.len();
+    }
+}
+
+fn tokens() -> MutexGuard<'static, TokenTable> {
+    static TOKENS: OnceLock<Mutex<TokenTable>> = OnceLock::new();
+    // A panic while holding the lock cannot leave the maps inconsistent in
+    // a way that matters: entries are validated on every use.
+    TOKENS
+        .get_or_init(|| Mutex::new(TokenTable::default()))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Random bytes from the kernel's CSPRNG.
+fn random_bytes<const N: usize>() -> Result<[u8; N], i32> {
+    let mut out = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut out))
+        .map_err(|err| {
+            log::error!("reading /dev/urandom: {err}");
+            libc::EIO
+        })?;
+    Ok(out)
+}
+
+/// This daemon's random mount id: tokens carry it so that a token of
+/// another mount is recognised (`EXDEV`) rather than merely unknown.
+fn mount_id() -> Result<u64, i32> {
+    static MOUNT_ID: OnceLock<u64> = OnceLock::new();
+    if let Some(id) = MOUNT_ID.get() {
+        return Ok(*id);
+    }
+    let id = u64::from_le_bytes(random_bytes()?);
+    Ok(*MOUNT_ID.get_or_init(|| id))
+}
+
+/// Identity of a handle table (one per adapter, i.e. per mount).
+fn table_key(adapter: &CowdaxFs) -> usize {
+    std::ptr::from_ref(adapter.handles()) as usize
+}
+
+/// The open file a token names, if the token is live on this mount.
+fn resolve_token(adapter: &CowdaxFs, mount: u64, token: &Token) -> Result<Arc<OpenFile>, i32> {
+    if mount != mount_id()? {
+        return Err(libc::EXDEV);
+    }
+    let (weak, fh) = {
+        let table = tokens();
+        let entry = table.by_token.get(token).ok_or(libc::EBADF)?;
+        (entry.file.clone(), entry.fh)
+    };
+    let file = weak.upgrade().ok_or(libc::EBADF)?;
+    // Still open on *this* mount: the handle table maps fh to this very
+    // open file (a released handle is gone from the table).
+    match adapter.handles().get(fh) {
+        Some(current) if Arc::ptr_eq(&current, &file) => Ok(file),
+        _ => Err(libc::EBADF),
+    }
+}
+
+fn core_errno(err: &fs::Error) -> i32 {
+    match err {
+        fs::Error::Store(_) | fs::Error::Corrupt(_) => log::error!("ioctl: {err}"),
+        _ => log::debug!("ioctl: {err}"),
+    }
+    err.errno()
+}
+
+fn abi_errno(err: abi::AbiError) -> i32 {
+    log::debug!("ioctl: {err}");
+    err.errno()
+}
+
+/// Attributes of a regular file: directories answer `EISDIR`, other
+/// kinds `EINVAL` (as the kernel's remap checks do).
+fn regular_attr(adapter: &CowdaxFs, ino: Ino) -> Result<Attr, i32> {
+    let attr = adapter.fs().getattr(ino).map_err(|e| core_errno(&e))?;
+    match attr.kind {
+        FileKind::Regular => Ok(attr),
+        FileKind::Directory => Err(libc::EISDIR),
+        _ => Err(libc::EINVAL),
+    }
+}
+
+fn block_size(adapter: &CowdaxFs) -> Result<u64, i32> {
+    let st = adapter.fs().statfs().map_err(|e| core_errno(&e))?;
+    if st.block_size == 0 || !st.block_size.is_power_of_two() {
+        return Err(libc::EIO);
+    }
+    Ok(st.block_size)
+}
+
+/// Offsets the kernel's remap checks accept: `offset + len` fits in a
+/// signed 64-bit file position.
+fn end_of(offset: u64, len: u64) -> Result<u64, i32> {
+    offset
+        .checked_add(len)
+        .filter(|&end| end <= i64::MAX as u64)
+        .ok_or(libc::EINVAL)
+}
+
+/// How long a remap waits for the kernel to drop the destination's cached
+/// pages before answering anyway.
+const INVALIDATE_WAIT: Duration = Duration::from_secs(2);
+
+/// Drops the kernel's cached pages of `ino` in the remapped range, so the
+/// caller's next read sees the new blocks.
+///
+/// The kernel may need a page lock held by an in-flight read of that file
+/// whose request waits for a free daemon thread; with a single worker
+/// thread (this one) that would never come. So the notification is sent
+/// from a helper thread and waited for with a bound: normally the ioctl
+/// returns after the invalidation, and at worst it returns after
+/// [`INVALIDATE_WAIT`] while the invalidation completes behind it.
+fn invalidate(adapter: &CowdaxFs, ino: Ino, offset: u64, len: u64) {
+    let log_failure = |err: std::io::Error| {
+        // ENOENT: the kernel has no cached inode, so nothing is stale.
+        if err.raw_os_error() != Some(libc::ENOENT) {
+            log::warn!("invalidating cache of inode {ino}: {err}");
+        }
+    };
+    let invalidator = Arc::clone(adapter.invalidator());
+    let (done_tx, done_rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("cowdax-inval".into())
+        .spawn(move || {
+            let _ = done_tx.send(invalidator.invalidate_range(ino, offset, len));
+        });
+    if spawned.is_err() {
+        if let Err(err) = adapter.invalidator().invalidate_range(ino, offset, len) {
+            log_failure(err);
+        }
+        return;
+    }
+    match done_rx.recv_timeout(INVALIDATE_WAIT) {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => log_failure(err),
+        Err(_) => log::warn!(
+            "invalidating cache of inode {ino} takes longer than {INVALIDATE_WAIT:?}; answering"
+        ),
+    }
+}
+
+type Handler = fn(&CowdaxFs, &IoctlRequest<'_>) -> Result<Vec<u8>, i32>;
+
+/// Every private command and its handler.
+const COMMANDS: [(u32, Handler); 7] = [
+    (abi::GET_TOKEN, get_token),
+    (abi::CLONE_RANGE, clone_range),
+    (abi::DEDUPE_RANGE, dedupe_range),
+    (abi::GET_EXTENTS, get_extents),
+    (abi::FSMAP, fsmap),
+    (abi::PATHS, paths),
+    (abi::USAGE, usage),
+];
+
+/// Handles one ioctl; `Err(errno)` is returned to the caller.
 pub fn dispatch(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<IoctlReply, i32> {
-    let _ = adapter;
-    log::debug!(
-        "ioctl cmd={:#x} ino={} in={} out={}: not a cowdax ioctl",
-        req.cmd,
-        req.ino,
-        req.in_data.len(),
-        req.out_size
-    );
-    Err(libc::ENOTTY)
+    if abi::ioc_type(req.cmd) != abi::IOCTL_TYPE {
+        log::debug!(
+            "ioctl cmd={:#x} ino={}: not a cowdax ioctl",
+            req.cmd,
+            req.ino
+        );
+        return Err(libc::ENOTTY);
+    }
+    let size = abi::ioc_size(req.cmd);
+    // The kernel copies exactly _IOC_SIZE bytes both ways for _IOWR; anything
+    // else is a hand-made number with our type letter.
+    if req.in_data.len() != size || req.out_size as usize != size {
+        return Err(libc::EINVAL);
+    }
+    // Match on the command's number; a known number with another size is
+    // a caller built against a different ABI: EINVAL, not "unknown".
+    let handler: Handler = match COMMANDS
+        .iter()
+        .find(|(cmd, _)| cmd & 0xff == req.cmd & 0xff)
+    {
+        Some((cmd, handler)) if *cmd == req.cmd => *handler,
+        Some(_) => return Err(libc::EINVAL),
+        None => return Err(libc::ENOTTY),
+    };
+    let data = handler(adapter, req)?;
+    debug_assert_eq!(data.len(), size);
+    Ok(IoctlReply { result: 0, data })
+}
+
+fn get_token(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
+    abi::TokenArgs::decode(req.in_data).map_err(abi_errno)?;
+    let file = req.file.as_ref().ok_or(libc::EBADF)?;
+    if req.is_dir || file.is_dir {
+        return Err(libc::EISDIR);
+    }
+    regular_attr(adapter, file.ino)?;
+    let mount_id = mount_id()?;
+    let key = (table_key(adapter), req.fh);
+    let mut table = tokens();
+    let existing = table.by_handle.get(&key).copied().filter(|token| {
+        table
+            .by_token
+            .get(token)
+            .and_then(|entry| entry.file.upgrade())
+            .is_some_and(|named| Arc::ptr_eq(&named, file))
+    });
+    let token = match existing {
+        Some(token) => token,
+        None => {
+            if table.by_token.len() >= 2 * table.pruned_len.max(64) {
+                table.prune();
+            }
+            let token: Token = loop {
+                let candidate = random_bytes()?;
+                if !table.by_token.contains_key(&candidate) {
+                    break candidate;
+                }
+            };
+            table.by_token.insert(
+                token,
+                TokenEntry {
+                    file: Arc::downgrade(file),
+                    fh: req.fh,
+                },
+            );
+            table.by_handle.insert(key, token);
+            token
+        }
+    };
+    drop(table);
+    let mut flags = 0;
+    if file.readable() {
+        flags |= abi::TOKEN_READABLE;
+    }
+    if file.writable() {
+        flags |= abi::TOKEN_WRITABLE;
+    }
+    Ok(abi::TokenArgs {
+        mount_id,
+        token,
+        ino: file.ino,
+        flags,
+    }
+    .encode())
+}
+
+fn clone_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
+    let mut args = abi::CloneArgs::decode(req.in_data).map_err(abi_errno)?;
+    let dst_file = req.file.as_ref().ok_or(libc::EBADF)?;
+    if req.is_dir || dst_file.is_dir {
+        return Err(libc::EISDIR);
+    }
+    if !dst_file.writable() || dst_file.flags & libc::O_APPEND != 0 {
+        return Err(libc::EBADF);
+    }
+    let src_file = resolve_token(adapter, args.src_mount_id, &args.src_token)?;
+    if !src_file.readable() {
+        return Err(libc::EBADF);
+    }
+    let (src, dst) = (src_file.ino, dst_file.ino);
+    let src_attr = regular_attr(adapter, src)?;
+    let dst_attr = regular_attr(adapter, dst)?;
+    let bs = block_size(adapter)?;
+    if args.src_offset % bs != 0 || args.dst_offset % bs != 0 {
+        return Err(libc::EINVAL);
+    }
+    if args.src_offset > src_attr.size {
+        return Err(libc::EINVAL);
+    }
+    let len = if args.length == 0 {
+        src_attr.size - args.src_offset
+    } else {
+        args.length
+    };
+    let src_end = end_of(args.src_offset, len)?;
+    end_of(args.dst_offset, len)?;
+    if src_end > src_attr.size {
+        return Err(libc::EINVAL);
+    }
+    // A partial last block may only be cloned when it ends the source and
+    // does not land inside the destination (as the kernel's remap checks).
+    if len % bs != 0 && (src_end != src_attr.size || args.dst_offset + len < dst_attr.size) {
+        return Err(libc::EINVAL);
+    }
+    if src == dst && args.src_offset < args.dst_offset + len && args.dst_offset < src_end {
+        return Err(libc::EINVAL);
+    }
+    let cloned = if len == 0 {
+        0
+    } else {
+        adapter
+            .fs()
+            .clone_range(src, args.src_offset, dst, args.dst_offset, len)
+            .map_err(|e| core_errno(&e))?
+    };
+    if cloned > 0 {
+        invalidate(adapter, dst, args.dst_offset, cloned);
+    }
+    args.bytes_cloned = cloned;
+    Ok(args.encode())
+}
+
+/// FIDEDUPERANGE's `allow_file_dedupe`.
+fn may_dedupe_into(req: &IoctlRequest<'_>, dst: &OpenFile, attr: &Attr) -> bool {
+    req.uid == 0
+        || dst.writable()
+        || req.uid == attr.uid
+        || super::adapter::check_access(attr, req.uid, req.gid, fuser::AccessFlags::W_OK, false)
+            .is_ok()
+}
+
+fn dedupe_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
+    let mut args = abi::DedupeArgs::decode(req.in_data).map_err(abi_errno)?;
+    let src_file = req.file.as_ref().ok_or(libc::EBADF)?;
+    if req.is_dir || src_file.is_dir {
+        return Err(libc::EISDIR);
+    }
+    if !src_file.readable() {
+        return Err(libc::EBADF);
+    }
+    let dst_file = resolve_token(adapter, args.dst_mount_id, &args.dst_token)?;
+    let (src, dst) = (src_file.ino, dst_file.ino);
+    let src_attr = regular_attr(adapter, src)?;
+    let dst_attr = regular_attr(adapter, dst)?;
+    if !may_dedupe_into(req, &dst_file, &dst_attr) {
+        return Err(libc::EPERM);
+    }
+    let bs = block_size(adapter)?;
+    if args.src_offset % bs != 0 || args.dst_offset % bs != 0 {
+        return Err(libc::EINVAL);
+    }
+    end_of(args.src_offset, args.length)?;
+    end_of(args.dst_offset, args.length)?;
+    if args.src_offset > src_attr.size {
+        return Err(libc::EINVAL);
+    }
+    // As the kernel: a dedupe may be shortened to the source's EOF, but the
+    // destination range must lie inside the destination.
+    let len = args.length.min(src_attr.size - args.src_offset);
+    if args.dst_offset + len > dst_attr.size {
+        return Err(libc::EINVAL);
+    }
+    if src == dst
+        && args.src_offset < args.dst_offset + len
+        && args.dst_offset < args.src_offset + len
+    {
+        // Overlapping ranges of one file: the kernel refuses them.
+        if args.src_offset != args.dst_offset {
+            return Err(libc::EINVAL);
+        }
+    }
+    let outcome = if len == 0 {
+        DedupeOutcome::Deduped { bytes: 0 }
+    } else {
+        adapter
+            .fs()
+            .dedupe_range(src, args.src_offset, dst, args.dst_offset, len)
+            .map_err(|e| core_errno(&e))?
+    };
+    match outcome {
+        DedupeOutcome::Deduped { bytes } => {
+            if bytes > 0 {
+                invalidate(adapter, dst, args.dst_offset, bytes);
+            }
+            args.status = abi::DEDUPE_SAME;
+            args.bytes_deduped = bytes;
+        }
+        DedupeOutcome::Differs => {
+            args.status = abi::DEDUPE_DIFFERS;
+            args.bytes_deduped = 0;
+        }
+    }
+    Ok(args.encode())
+}
+
+fn get_extents(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
+    let args = abi::ExtentsArgs::decode(req.in_data).map_err(abi_errno)?;
+    if req.is_dir {
+        return Err(libc::EISDIR);
+    }
+    let attr = regular_attr(adapter, req.ino)?;
+    let max = match args.max_extents {
+        0 => abi::EXTENTS_PER_PAGE,
+        n => n as usize,
+    };
+    let all = adapter.fs().extents(req.ino).map_err(|e| core_errno(&e))?;
+    let mut following = all
+        .iter()
+        .filter(|e| e.file_offset.saturating_add(e.len) > args.start_offset);
+    let mut reply = abi::ExtentsArgs {
+        start_offset: args.start_offset,
+        max_extents: args.max_extents,
+        file_size: attr.size,
+        next_offset: args.start_offset,
+        ..abi::ExtentsArgs::default()
+    };
+    for extent in following.by_ref().take(max) {
+        let mut flags = 0;
+        if extent.shared {
+            flags |= abi::EXTENT_SHARED;
+        }
+        if extent.unwritten {
+            flags |= abi::EXTENT_UNWRITTEN;
+        }
+        if extent.phys_offset.is_none() {
+            flags |= abi::EXTENT_HOLE;
+        }
+        reply.extents.push(abi::ExtentRecord {
+            file_offset: extent.file_offset,
+            phys_offset: extent.phys_offset.unwrap_or(0),
+            length: extent.len,
+            flags,
+        });
+        reply.next_offset = extent.file_offset.saturating_add(extent.len);
+    }
+    if following.next().is_none() {
+        reply.flags |= abi::PAGE_LAST;
+    }
+    Ok(reply.encode())
+}
+
+fn fsmap(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
+    let args = abi::FsmapArgs::decode(req.in_data).map_err(abi_errno)?;
+    if req.uid != 0 {
+        return Err(libc::EPERM);
+    }
+    let bs = block_size(adapter)?;
+    if args.phys_start % bs != 0 || args.phys_len % bs != 0 {
+        return Err(libc::EINVAL);
+    }
+    args.phys_start
+        .checked_add(args.phys_len)
+        .ok_or(libc::EINVAL)?;
+    let max = match args.max_records {
+        0 => abi::FSMAP_PER_PAGE,
+        n => n as usize,
+    };
+    let owners = adapter
+        .fs()
+        .owners(args.phys_start / bs, args.phys_len / bs)
+        .map_err(|e| core_errno(&e))?;
+    let mut records = Vec::with_capacity(max.min(owners.len()));
+    let skip = usize::try_from(args.skip).unwrap_or(usize::MAX);
+    for owner in owners.iter().skip(skip).take(max) {
+        let (Some(phys_offset), Some(length), Some(file_offset)) = (
+            owner.phys_block.checked_mul(bs),
+            owner.len_blocks.checked_mul(bs),
+            owner.file_block.checked_mul(bs),
+        ) else {
+            return Err(libc::EIO);
+        };
+        records.push(abi::FsmapRecord {
+            phys_offset,
+            length,
+            ino: owner.ino,
+            file_offset,
+        });
+    }
+    Ok(abi::FsmapArgs {
+        total: owners.len() as u64,
+        records,
+        ..args
+    }
+    .encode())
+}
+
+fn paths(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
+    let args = abi::PathsArgs::decode(req.in_data).map_err(abi_errno)?;
+    if req.uid != 0 {
+        return Err(libc::EPERM);
+    }
+    let max = (args.max_paths as usize).clamp(1, PATHS_MAX);
+    // Ask for one more than wanted to know whether the list was cut.
+    let found = adapter
+        .fs()
+        .paths_of(args.ino, max + 1)
+        .map_err(|e| core_errno(&e))?;
+    let mut flags = 0;
+    if found.len() > max {
+        flags |= abi::PATHS_TRUNCATED;
+    }
+    Ok(abi::PathsArgs {
+        ino: args.ino,
+        max_paths: args.max_paths,
+        flags,
+        paths: found.into_iter().take(max).collect(),
+    }
+    .encode())
+}
+
+fn usage(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
+    abi::UsageArgs::decode(req.in_data).map_err(abi_errno)?;
+    let usage = adapter.fs().usage().map_err(|e| core_errno(&e))?;
+    Ok(abi::UsageArgs {
+        mount_id: mount_id()?,
+        block_size: block_size(adapter)?,
+        logical_bytes: usage.logical_bytes,
+        physical_bytes: usage.physical_bytes,
+        saved_bytes: usage.saved_bytes,
+        metadata_bytes: usage.metadata_bytes,
+        total_bytes: usage.total_bytes,
+        free_bytes: usage.free_bytes,
+        media_bytes: adapter.fs().media().len(),
+    }
+    .encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_of_rejects_overflow_and_positions_beyond_i64() {
+        assert_eq!(end_of(4096, 4096), Ok(8192));
+        assert_eq!(end_of(u64::MAX, 1), Err(libc::EINVAL));
+        assert_eq!(end_of(i64::MAX as u64, 1), Err(libc::EINVAL));
+        assert_eq!(end_of(i64::MAX as u64, 0), Ok(i64::MAX as u64));
+    }
+
+    #[test]
+    fn pruning_drops_tokens_of_released_files() {
+        let mut table = TokenTable::default();
+        let live = Arc::new(OpenFile {
+            ino: 2,
+            flags: libc::O_RDONLY,
+            is_dir: false,
+            atime_check_pending: Default::default(),
+        });
+        let released = Arc::new(OpenFile {
+            ino: 3,
+            flags: libc::O_RDONLY,
+            is_dir: false,
+            atime_check_pending: Default::default(),
+        });
+        for (token, file, fh) in [([1; 16], &live, 1), ([2; 16], &released, 2)] {
+            table.by_token.insert(
+                token,
+                TokenEntry {
+                    file: Arc::downgrade(file),
+                    fh,
+                },
+            );
+            table.by_handle.insert((0, fh), token);
+        }
+        drop(released);
+        table.prune();
+        assert!(table.by_token.contains_key(&[1; 16]));
+        assert!(!table.by_token.contains_key(&[2; 16]));
+        assert_eq!(table.by_handle.len(), 1);
+        assert_eq!(table.pruned_len, 1);
+    }
 }
