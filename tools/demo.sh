@@ -51,6 +51,8 @@ run cp "$mnt/dir/data.bin" "$mnt/dir/data.copy"
 run cmp "$mnt/dir/data.bin" "$mnt/dir/data.copy"
 # A reflinked copy shares its blocks: "Used" does not grow by another 64 MiB.
 run df -h "$mnt"
+run cowdax df "$mnt"
+run cowdax extents "$mnt/dir/data.copy"
 run sync
 
 say "umount $mnt"
