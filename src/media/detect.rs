@@ -52,7 +52,7 @@ fn read_sysfs_number(candidates: &[PathBuf]) -> Result<Option<(u64, PathBuf)>> {
             Err(source) => {
                 return Err(MediaError::Io {
                     path: path.display().to_string(),
-                    source,
+                    error: source,
                 })
             }
         };
@@ -236,7 +236,7 @@ fn read_mountinfo() -> Result<Vec<MountEntry>> {
     let path = "/proc/self/mountinfo";
     let text = std::fs::read_to_string(path).map_err(|source| MediaError::Io {
         path: path.to_string(),
-        source,
+        error: source,
     })?;
     Ok(parse_mountinfo(&text))
 }
@@ -281,7 +281,7 @@ pub fn find_mount_in(
 ) -> Result<Option<MountEntry>> {
     let io_err = |source| MediaError::Io {
         path: path.display().to_string(),
-        source,
+        error: source,
     };
     let canonical = std::fs::canonicalize(path).map_err(io_err)?;
     let metadata = std::fs::metadata(&canonical).map_err(io_err)?;

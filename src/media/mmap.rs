@@ -292,7 +292,7 @@ impl MmapMedia {
             }
             Err(errno) => Err(MediaError::Io {
                 path: path.display().to_string(),
-                source: std::io::Error::from(errno),
+                error: std::io::Error::from(errno),
             }),
         }
     }
@@ -336,7 +336,7 @@ impl MmapMedia {
         let (len, kind, mapping, map_align_bytes) = if file_type.is_file() {
             let len = metadata.len();
             let len_usize = usable_len(len).map_err(open_err)?;
-            if metadata.blocks().saturating_mul(512) < len {
+            if mode == OpenMode::ReadWrite && metadata.blocks().saturating_mul(512) < len {
                 log::warn!(
                     "{}: the image is sparse; a store into a hole on a full filesystem \
                      makes the daemon crash with SIGBUS (create images with mkfs --size)",
@@ -602,7 +602,7 @@ impl MmapMedia {
 fn io_error(path: &Path, source: std::io::Error) -> MediaError {
     MediaError::Io {
         path: path.display().to_string(),
-        source,
+        error: source,
     }
 }
 

@@ -120,12 +120,10 @@ pub enum MediaError {
     Misaligned(u64),
     #[error("{path}: {msg}")]
     Open { path: String, msg: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The OS error is part of the message, not a `source`: error chains
+    // (anyhow's `{:#}`) would otherwise print it twice.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("msync failed: {0}")]
     Sync(std::io::Error),
     #[error("cannot {operation}: the media is opened read-only")]
