@@ -2,6 +2,7 @@
 //! the daemon through the dispatcher, and mkfs/fsck refuse the mounted image.
 
 mod cli_common;
+mod fuse_support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -34,11 +35,7 @@ impl CowdaxMount {
     }
 
     fn unmount(mut self) {
-        let status = Command::new("umount")
-            .arg(&self.mount_point)
-            .status()
-            .expect("run umount");
-        assert!(status.success(), "umount failed: {status}");
+        fuse_support::umount_retrying_while_busy(&self.mount_point);
         self.mounted = false;
     }
 }

@@ -105,6 +105,34 @@ pub fn run_ok(command: &mut Command) -> Output {
     output
 }
 
+/// `umount MNT`, retrying for up to 5 s while it reports the mount busy
+/// (exit 32). Test threads run in parallel and spawn processes: between fork
+/// and exec a child holds copies of every fd of the test process, including
+/// a file another thread has just closed on this mount, so an immediate
+/// umount can transiently see EBUSY. A mount that stays busy still fails.
+pub fn umount_retrying_while_busy(mnt: &Path) {
+    let start = Instant::now();
+    loop {
+        let output = Command::new("umount")
+            .arg(mnt)
+            .output()
+            .expect("run umount");
+        if output.status.success() {
+            return;
+        }
+        let busy = output.status.code() == Some(32)
+            && String::from_utf8_lossy(&output.stderr).contains("busy");
+        assert!(
+            busy && start.elapsed() < Duration::from_secs(5),
+            "umount {} failed: {}\n{}",
+            mnt.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A formatted image and a mount point in a private temporary directory.
 pub struct TestFs {
     pub dir: tempfile::TempDir,
@@ -213,7 +241,7 @@ impl TestFs {
 
     /// `umount MNT`; waits for the daemon to exit 0.
     pub fn unmount(&mut self) {
-        run_ok(Command::new("umount").arg(&self.mnt));
+        umount_retrying_while_busy(&self.mnt);
         self.wait_daemon_exit_ok();
     }
 
