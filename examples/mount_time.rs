@@ -97,6 +97,19 @@ fn build(clean: &Path, crash: &Path, files: u64) {
     // Dropped without unmount: the next open replays the journal.
 }
 
+/// Anonymous resident memory of this process in KiB (heap, not the mapped
+/// image), as tools/bench/mount_scale.sh reads it for the daemon.
+fn rss_anon_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -117,17 +130,24 @@ fn main() {
         let media: Arc<dyn Media> =
             Arc::new(MmapMedia::open(path, OpenMode::ReadOnly).expect("image"));
         let mut times = Vec::new();
+        let mut grown_kib = Vec::new();
         for _ in 0..runs {
+            let before_kib = rss_anon_kib();
             let t = Instant::now();
             let fs = Fs::open(media.clone(), OpenOptions { read_only: true }).expect("open");
             times.push(t.elapsed().as_secs_f64());
+            // Growth while the mounted state is alive; it includes what the
+            // allocator kept of freed temporaries, like the daemon's RSS.
+            grown_kib.push(rss_anon_kib().saturating_sub(before_kib));
             drop(fs);
         }
         let all: Vec<String> = times.iter().map(|t| format!("{t:.3}")).collect();
         println!(
-            "{label}: {files} files, median open {:.3} s over {runs} runs [{}]",
+            "{label}: {files} files, median open {:.3} s over {runs} runs [{}]; \
+             RssAnon growth by the first open {} bytes per file",
             median(&mut times),
-            all.join(" ")
+            all.join(" "),
+            grown_kib.first().copied().unwrap_or(0) * 1024 / files.max(1)
         );
     }
 }
