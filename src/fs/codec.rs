@@ -6,10 +6,11 @@
 //! payload yields [`Error::Corrupt`], never a panic.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use super::data::MAX_FILE_BYTES;
 use super::inode::{
-    DirSlot, Extent, InoMap, Inode, InodeAttrs, EXTENT_UNWRITTEN, MAX_EXTENT_BLOCKS,
+    DirSlot, Extent, InoMap, Inode, InodeAttrs, InodeRef, EXTENT_UNWRITTEN, MAX_EXTENT_BLOCKS,
 };
 use super::{Error, FileKind, Ino, Result, Timestamp, NAME_MAX};
 use crate::store::BLOCK_SIZE;
@@ -546,7 +547,7 @@ fn decode_record(r: &mut Reader<'_>) -> Result<Record> {
 pub(crate) struct CheckpointState {
     pub next_ino: u64,
     pub next_generation: u64,
-    pub inodes: InoMap<Inode>,
+    pub inodes: InoMap<InodeRef>,
 }
 
 /// Serialize the checkpoint header and then each inode via `each`.
@@ -655,6 +656,9 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
             return Err(corrupt("checkpoint entry count out of range"));
         }
         if let Some(dir) = inode.dir.as_mut() {
+            // Bounded by the input size (checked above); saves rehashing
+            // large directories entry by entry.
+            dir.by_name.reserve(dirent_count as usize);
             for _ in 0..dirent_count {
                 let name = r.name()?;
                 let child = r.u64()?;
@@ -665,7 +669,7 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
                 }
             }
         }
-        if inodes.insert(ino, inode).is_some() {
+        if inodes.insert(ino, Arc::new(RwLock::new(inode))).is_some() {
             return Err(Error::Corrupt(format!("inode {ino} appears twice")));
         }
     }
@@ -831,10 +835,10 @@ mod tests {
         let state = decode_checkpoint(&w.buf).expect("decodes");
         assert_eq!(state.next_ino, 3);
         assert_eq!(state.inodes.len(), 2);
-        let f = &state.inodes[&2];
+        let f = state.inodes[&2].read().expect("unpoisoned");
         assert_eq!(f.extents, file.extents);
         assert_eq!(f.xattrs, file.xattrs);
-        let d = &state.inodes[&1];
+        let d = state.inodes[&1].read().expect("unpoisoned");
         assert_eq!(d.dir.as_ref().map(|d| d.by_cookie.len()), Some(1));
         for cut in 0..w.buf.len() {
             assert!(decode_checkpoint(&w.buf[..cut]).is_err(), "cut at {cut}");

@@ -8,8 +8,9 @@
 //!   exactly one owner-map entry `(phys, ino, file_block) → len`, and each of
 //!   its physical blocks one reference in the refcount tree.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{btree_map, BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::{Bound, RangeBounds};
 
 use super::codec::XattrMap;
 use super::space::Space;
@@ -70,6 +71,197 @@ impl Extent {
     }
 }
 
+/// Most extents a map keeps in its small (sorted vector) form.
+const SMALL_EXTENTS_MAX: usize = 8;
+
+/// A file's extent map, file_block → extent, ordered by file block.
+///
+/// Almost every file has a handful of extents, and a `BTreeMap` spends a
+/// whole ~280-byte leaf node on even one of them; at 1M files that was the
+/// largest single item of DRAM per inode. So small maps are a sorted
+/// vector sized to fit (24 bytes per extent) and only maps of more than
+/// [`SMALL_EXTENTS_MAX`] extents become a B-tree (back to a vector when
+/// they shrink to a few), which keeps edits of heavily fragmented files
+/// logarithmic.
+#[derive(Clone)]
+pub(crate) enum ExtentMap {
+    /// Sorted by file block, keys unique, at most `SMALL_EXTENTS_MAX`.
+    Small(Vec<(u64, Extent)>),
+    Large(BTreeMap<u64, Extent>),
+}
+
+impl Default for ExtentMap {
+    fn default() -> ExtentMap {
+        ExtentMap::Small(Vec::new())
+    }
+}
+
+impl PartialEq for ExtentMap {
+    fn eq(&self, other: &ExtentMap) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ExtentMap {}
+
+impl std::fmt::Debug for ExtentMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Iterator over (part of) an [`ExtentMap`], in file order.
+pub(crate) enum ExtentIter<'a> {
+    Small(std::slice::Iter<'a, (u64, Extent)>),
+    Large(btree_map::Range<'a, u64, Extent>),
+}
+
+impl<'a> Iterator for ExtentIter<'a> {
+    type Item = (&'a u64, &'a Extent);
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            ExtentIter::Small(it) => it.next().map(|(fb, e)| (fb, e)),
+            ExtentIter::Large(it) => it.next(),
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            ExtentIter::Small(it) => it.size_hint(),
+            ExtentIter::Large(it) => it.size_hint(),
+        }
+    }
+}
+
+impl DoubleEndedIterator for ExtentIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            ExtentIter::Small(it) => it.next_back().map(|(fb, e)| (fb, e)),
+            ExtentIter::Large(it) => it.next_back(),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a ExtentMap {
+    type Item = (&'a u64, &'a Extent);
+    type IntoIter = ExtentIter<'a>;
+    fn into_iter(self) -> ExtentIter<'a> {
+        self.iter()
+    }
+}
+
+impl ExtentMap {
+    pub fn new() -> ExtentMap {
+        ExtentMap::default()
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            ExtentMap::Small(v) => v.len(),
+            ExtentMap::Large(m) => m.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> ExtentIter<'_> {
+        self.range(..)
+    }
+
+    /// Extents whose file block lies in `range` (an empty iterator for an
+    /// empty or inverted range).
+    pub fn range(&self, range: impl RangeBounds<u64>) -> ExtentIter<'_> {
+        let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
+        match self {
+            ExtentMap::Small(v) => {
+                let lo = match start {
+                    Bound::Included(s) => v.partition_point(|(fb, _)| *fb < s),
+                    Bound::Excluded(s) => v.partition_point(|(fb, _)| *fb <= s),
+                    Bound::Unbounded => 0,
+                };
+                let hi = match end {
+                    Bound::Included(e) => v.partition_point(|(fb, _)| *fb <= e),
+                    Bound::Excluded(e) => v.partition_point(|(fb, _)| *fb < e),
+                    Bound::Unbounded => v.len(),
+                };
+                ExtentIter::Small(v[lo..hi.max(lo)].iter())
+            }
+            ExtentMap::Large(m) => {
+                let inverted = match (start, end) {
+                    (Bound::Included(s), Bound::Included(e)) => s > e,
+                    (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
+                    | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+                    _ => false,
+                };
+                // BTreeMap::range panics on inverted ranges: give them an
+                // empty range instead.
+                if inverted {
+                    ExtentIter::Large(m.range(0..0))
+                } else {
+                    ExtentIter::Large(m.range((start, end)))
+                }
+            }
+        }
+    }
+
+    pub fn get(&self, file_block: &u64) -> Option<&Extent> {
+        match self {
+            ExtentMap::Small(v) => v
+                .binary_search_by_key(file_block, |(fb, _)| *fb)
+                .ok()
+                .map(|i| &v[i].1),
+            ExtentMap::Large(m) => m.get(file_block),
+        }
+    }
+
+    /// Insert or replace the extent at `file_block`; the old one if any.
+    pub fn insert(&mut self, file_block: u64, extent: Extent) -> Option<Extent> {
+        match self {
+            ExtentMap::Small(v) => match v.binary_search_by_key(&file_block, |(fb, _)| *fb) {
+                Ok(i) => Some(std::mem::replace(&mut v[i].1, extent)),
+                Err(i) if v.len() < SMALL_EXTENTS_MAX => {
+                    // Exact growth: small maps stay as small as they are.
+                    v.reserve_exact(1);
+                    v.insert(i, (file_block, extent));
+                    None
+                }
+                Err(_) => {
+                    let mut m: BTreeMap<u64, Extent> = std::mem::take(v).into_iter().collect();
+                    m.insert(file_block, extent);
+                    *self = ExtentMap::Large(m);
+                    None
+                }
+            },
+            ExtentMap::Large(m) => m.insert(file_block, extent),
+        }
+    }
+
+    pub fn remove(&mut self, file_block: &u64) -> Option<Extent> {
+        match self {
+            ExtentMap::Small(v) => {
+                let i = v.binary_search_by_key(file_block, |(fb, _)| *fb).ok()?;
+                let (_, extent) = v.remove(i);
+                if v.is_empty() {
+                    // Give the allocation back (truncate to 0, unlink).
+                    *v = Vec::new();
+                }
+                Some(extent)
+            }
+            ExtentMap::Large(m) => {
+                let extent = m.remove(file_block)?;
+                // Hysteresis: back to a vector well below the threshold, so
+                // a map at the threshold does not flip on every edit.
+                if m.len() <= SMALL_EXTENTS_MAX / 2 {
+                    let v: Vec<(u64, Extent)> = std::mem::take(m).into_iter().collect();
+                    *self = ExtentMap::Small(v);
+                }
+                Some(extent)
+            }
+        }
+    }
+}
+
 /// Hasher for maps keyed by inode number. Inode numbers are allocated by
 /// the filesystem, not chosen by users, so a fast multiplicative hash is
 /// safe here (directory names, which users choose, keep SipHash).
@@ -89,6 +281,9 @@ impl Hasher for InoHasher {
         self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
+
+/// An inode as the table shares it.
+pub(crate) type InodeRef = std::sync::Arc<std::sync::RwLock<Inode>>;
 
 /// A map keyed by inode number.
 pub(crate) type InoMap<V> = HashMap<Ino, V, BuildHasherDefault<InoHasher>>;
@@ -169,7 +364,7 @@ pub(crate) struct Inode {
     pub target: Vec<u8>,
     pub xattrs: XattrMap,
     /// file_block → extent.
-    pub extents: BTreeMap<u64, Extent>,
+    pub extents: ExtentMap,
     /// Sum of extent lengths (blocks allocated to this file).
     pub alloc_blocks: u64,
     pub dir: Option<Box<Dir>>,
@@ -189,7 +384,7 @@ impl Inode {
             attrs,
             target,
             xattrs: XattrMap::new(),
-            extents: BTreeMap::new(),
+            extents: ExtentMap::new(),
             alloc_blocks: 0,
             dir,
             open_count: 0,
@@ -425,5 +620,63 @@ impl Inode {
 
     pub fn dir_mut(&mut self) -> Result<&mut Dir> {
         self.dir.as_deref_mut().ok_or(Error::NotDir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn extent(phys_block: u64) -> Extent {
+        Extent {
+            phys_block,
+            len_blocks: 1,
+            flags: 0,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn extent_map_behaves_like_a_btree_map_in_both_forms(
+            ops in prop::collection::vec((any::<bool>(), 0u64..40, 0u64..40, 0u64..40), 0..200)
+        ) {
+            let mut map = ExtentMap::new();
+            let mut model: BTreeMap<u64, Extent> = BTreeMap::new();
+            for (insert, key, lo, hi) in ops {
+                if insert {
+                    prop_assert_eq!(map.insert(key, extent(lo)), model.insert(key, extent(lo)));
+                } else {
+                    prop_assert_eq!(map.remove(&key), model.remove(&key));
+                }
+                prop_assert_eq!(map.len(), model.len());
+                prop_assert_eq!(map.get(&lo), model.get(&lo));
+                let (lo, hi) = (lo.min(hi), lo.max(hi));
+                prop_assert!(map.range(lo..hi).eq(model.range(lo..hi)));
+                prop_assert!(map.range(..=hi).rev().eq(model.range(..=hi).rev()));
+                prop_assert!(map.range(hi..).eq(model.range(hi..)));
+                prop_assert!(map.range((Bound::Excluded(lo), Bound::Included(hi)))
+                    .eq(model.range((Bound::Excluded(lo), Bound::Included(hi)))));
+                prop_assert!(map.iter().eq(model.iter()));
+                if let ExtentMap::Small(v) = &map {
+                    prop_assert!(v.len() <= SMALL_EXTENTS_MAX);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn inverted_extent_ranges_are_empty_in_both_forms() {
+        let mut map = ExtentMap::new();
+        for fb in 0..(SMALL_EXTENTS_MAX as u64 * 2) {
+            map.insert(fb, extent(fb));
+            let (start, end) = (5, 3);
+            assert_eq!(map.range(start..end).count(), 0);
+            assert_eq!(
+                map.range((Bound::Excluded(4), Bound::Excluded(4))).count(),
+                0
+            );
+        }
+        assert!(matches!(map, ExtentMap::Large(_)));
     }
 }
