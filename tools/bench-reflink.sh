@@ -79,9 +79,16 @@ mount_fs() { # fs → sets MNT (not a subshell: the cleanup lists must grow)
     mounts+=("$MNT")
 }
 
-umount_fs() { # mnt
+umount_fs() { # mnt fs — also frees the image, so that only one
+    # filesystem's image occupies $WORK at a time (an 8 GiB run needs a
+    # 26 GiB image, fully reserved for cowdax).
+    local image="$WORK/$2.img" loop
     umount "$1"
     sleep 0.5
+    for loop in $(losetup -j "$image" -n -O NAME 2>/dev/null); do
+        losetup -d "$loop" 2>/dev/null || true
+    done
+    rm -f "$image"
 }
 
 used_bytes() { # mnt → physical bytes in use
@@ -156,7 +163,7 @@ bench_cp() { # fs size_mib fragmented(0/1)
         report "$(printf 'cp      %-7s %6s MiB %-16s %-28s %8.3f s  +%s bytes physical' \
             "$fs" "$size" "$kind" "$command" "$(python3 -c "print($t1-$t0)")" "$((after - before))")"
     done
-    umount_fs "$mnt"
+    umount_fs "$mnt" "$fs"
 }
 
 bench_dedupe() { # fs
@@ -191,7 +198,7 @@ bench_dedupe() { # fs
         "$fs" "$tool" "$DEDUPE_MIB" "$DUP_PERCENT" "$(python3 -c "print($t1-$t0)")" \
         "$(python3 -c "print($DEDUPE_MIB/1024/max($t1-$t0,1e-9))")" "$((before - after))" \
         "$((dups * 64 * 1024 * 1024))")"
-    umount_fs "$mnt"
+    umount_fs "$mnt" "$fs"
 }
 
 echo "cowdax reflink benchmarks ($(date -u +%FT%TZ), $(nproc) CPUs, kernel $(uname -r))"
