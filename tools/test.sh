@@ -23,6 +23,9 @@ cargo test --all-targets --no-fail-fast
 # Doc tests are not part of --all-targets.
 cargo test --doc
 
+step "benchmark report arithmetic (python3 tools/bench/test_report.py)"
+python3 tools/bench/test_report.py
+
 if [ -x tools/conformance.sh ]; then
     step "tools/conformance.sh"
     tools/conformance.sh
