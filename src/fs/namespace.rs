@@ -70,6 +70,23 @@ pub(crate) fn guard<'g, 'a>(
         .ok_or_else(|| Error::Corrupt(format!("internal: inode {ino} not locked")))
 }
 
+/// POSIX rule for taking `target`'s directory entry away, by unlink/rmdir
+/// (`want_dir`: rmdir) or by a rename onto it (`want_dir`: the source is a
+/// directory): kinds must match, and a directory must be empty.
+fn check_replaceable(target: &Inode, want_dir: bool) -> Result<()> {
+    let is_dir = target.attrs.kind == FileKind::Directory;
+    if want_dir && !is_dir {
+        return Err(Error::NotDir);
+    }
+    if !want_dir && is_dir {
+        return Err(Error::IsDir);
+    }
+    if is_dir && target.dir()?.len() > 0 {
+        return Err(Error::NotEmpty);
+    }
+    Ok(())
+}
+
 /// Attribute edits of one operation, emitted as PutInode/DeleteInode
 /// records after the entry records.
 #[derive(Default)]
@@ -456,16 +473,8 @@ impl Fs {
         want_dir: bool,
     ) -> Result<()> {
         let c = guard(guards, child)?;
+        check_replaceable(c, want_dir)?;
         let is_dir = c.attrs.kind == FileKind::Directory;
-        if want_dir && !is_dir {
-            return Err(Error::NotDir);
-        }
-        if !want_dir && is_dir {
-            return Err(Error::IsDir);
-        }
-        if is_dir && c.dir()?.len() > 0 {
-            return Err(Error::NotEmpty);
-        }
         let entries = guard(guards, parent)?.dir()?.len() as u64;
         let now = Timestamp::now();
         let mut edits = Edits::default();
@@ -649,16 +658,8 @@ impl Fs {
                 let mut new_parent_entries = guard(&guards, new_parent)?.dir()?.len() as u64;
                 if let Some(dst_slot) = cur_dst {
                     let d = guard(&guards, dst_slot.ino)?;
+                    check_replaceable(d, src_is_dir)?;
                     let dst_is_dir = d.attrs.kind == FileKind::Directory;
-                    if src_is_dir && !dst_is_dir {
-                        return Err(Error::NotDir);
-                    }
-                    if !src_is_dir && dst_is_dir {
-                        return Err(Error::IsDir);
-                    }
-                    if dst_is_dir && d.dir()?.len() > 0 {
-                        return Err(Error::NotEmpty);
-                    }
                     records.push(Record::DeleteDirent {
                         dir: new_parent,
                         name: new_name.to_vec(),
