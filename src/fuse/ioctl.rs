@@ -390,6 +390,9 @@ fn clone_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i3
     };
     if cloned > 0 {
         invalidate(adapter, dst, args.dst_offset, cloned);
+        adapter
+            .kill_suid_sgid_after_modify(req.uid, dst)
+            .map_err(|e| core_errno(&e))?;
     }
     args.bytes_cloned = cloned;
     Ok(args.encode())
