@@ -324,9 +324,7 @@ fn write_truncate_and_chown_drop_privileges_as_the_vfs_does() {
     assert_eq!(perm(&fs), 0o775);
     assert!(matches!(fs.getxattr(f.ino, cap), Err(Error::NoAttr)));
     // Directories keep setgid on chown.
-    let d = fs
-        .mkdir(ROOT_INO, b"d", 0o2775, ROOT_CREDS)
-        .expect("d");
+    let d = fs.mkdir(ROOT_INO, b"d", 0o2775, ROOT_CREDS).expect("d");
     fs.setattr(d.ino, &chown).expect("chown dir");
     assert_eq!(fs.getattr(d.ino).expect("getattr").perm, 0o2775);
     drop(fs);
