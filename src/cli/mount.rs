@@ -25,7 +25,7 @@ Mount options (-o, comma-separated, may repeat):
                                  kernel write-back caching (default: off)
   max_write=BYTES                largest write request, up to 1M (default 1M)
   attr_timeout=SECS, entry_timeout=SECS
-                                 kernel cache lifetimes (default 1)
+                                 kernel cache lifetimes (default 60)
 Ignored (used by mount(8) and fstab): defaults, auto, noauto, user, users,
   nofail, _netdev, owner, group, comment=…, x-…
 Anything else is refused.

@@ -382,8 +382,21 @@ impl CowdaxFs {
             ctime: Some(attr.ctime),
             ..SetAttr::default()
         };
+        // No invalidation needed: the kernel drops its cached atime after
+        // every read it sends (fuse_invalidate_atime).
         if let Err(err) = self.fs.setattr(ino, &set) {
             log::debug!("inode {ino}: atime update failed: {err}");
+        }
+    }
+
+    /// The daemon changed `ino`'s attributes on its own: drop the kernel's
+    /// copy, which would otherwise live for attr_timeout.
+    fn invalidate_cached_attributes(&self, ino: Ino) {
+        if let Err(err) = self.invalidator.invalidate_attributes(ino) {
+            // ENOENT: the kernel has no inode for it, so nothing cached.
+            if err.raw_os_error() != Some(libc::ENOENT) {
+                log::warn!("inode {ino}: invalidating cached attributes failed: {err}");
+            }
         }
     }
 
@@ -407,6 +420,7 @@ impl CowdaxFs {
                 ..SetAttr::default()
             },
         )?;
+        self.invalidate_cached_attributes(ino);
         Ok(())
     }
 

@@ -12,8 +12,15 @@ use std::time::Duration;
 /// `fs.fuse.max_pages_limit` (256 pages): one MiB.
 pub const MAX_WRITE_LIMIT_BYTES: u32 = 1 << 20;
 
-/// Default attribute and entry cache lifetime in the kernel.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(1);
+/// Default attribute and entry cache lifetime in the kernel. Long, because
+/// the kernel's caches stay coherent without expiry: every change to names
+/// and attributes either passes through the kernel (which updates or drops
+/// its copy) or is made by the daemon itself, which then invalidates the
+/// kernel's copy (privilege killing after fallocate/copy, clone and
+/// dedupe; the kernel itself drops its atime after each read it sends). The lifetime only bounds the damage of a missed
+/// invalidation. With 1 s every path walk more than a second after the
+/// last one costs a LOOKUP round trip per component (docs/FUSE.md).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 
 /// How the daemon maintains access times (the kernel leaves atime of FUSE
 /// inodes entirely to the server).
