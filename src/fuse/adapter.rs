@@ -100,6 +100,7 @@ pub struct AdapterConfig {
     pub attr_ttl: Duration,
     pub entry_ttl: Duration,
     pub writeback_cache: bool,
+    pub direct_io: bool,
     pub max_write_bytes: u32,
     pub atime: AtimePolicy,
     pub read_only: bool,
@@ -111,6 +112,7 @@ impl AdapterConfig {
             attr_ttl: opts.attr_timeout,
             entry_ttl: opts.entry_timeout,
             writeback_cache: opts.writeback_cache,
+            direct_io: opts.direct_io,
             max_write_bytes: opts.max_write_bytes,
             atime: if opts.read_only {
                 AtimePolicy::Never
@@ -432,6 +434,12 @@ impl CowdaxFs {
         if !self.config.writeback_cache {
             flags |= FopenFlags::FOPEN_NOFLUSH;
         }
+        if self.config.direct_io {
+            // Reads and writes skip the page cache; mmap keeps using it
+            // (DIRECT_IO_ALLOW_MMAP), and the kernel keeps the two
+            // coherent around direct writes.
+            flags |= FopenFlags::FOPEN_DIRECT_IO;
+        }
         flags
     }
 }
@@ -464,9 +472,18 @@ impl Filesystem for CowdaxFs {
         if self.config.writeback_cache {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
+        if self.config.direct_io {
+            wanted |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
+        }
         for flag in wanted.iter() {
             if let Err(unsupported) = config.add_capabilities(flag) {
                 log::info!("kernel does not offer {unsupported:?}");
+                if unsupported.contains(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP) {
+                    // Without it mmap of a direct_io file fails (ENODEV):
+                    // keep the page cache rather than break mmap.
+                    log::warn!("direct_io needs Linux 6.6 or later (mmap of direct_io files); using the page cache");
+                    self.config.direct_io = false;
+                }
             }
         }
         if let Err(nearest) = config.set_max_write(self.config.max_write_bytes) {
