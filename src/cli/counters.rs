@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::df::human;
+use super::df::{human, report};
 use super::ioctl_client::CowdaxFile;
 use crate::ioctl_abi::CountersArgs;
 
@@ -33,19 +33,14 @@ pub struct CountersCmd {
 }
 
 pub fn run(args: &CountersCmd) -> i32 {
-    let counters = match CowdaxFile::open(&args.mountpoint).and_then(|f| f.counters()) {
-        Ok(counters) => counters,
-        Err(error) => {
-            eprintln!("cowdax counters: {error}");
-            return 1;
-        }
-    };
-    if args.json {
-        println!("{}", json(&counters));
-    } else {
-        print!("{}", table(&args.mountpoint, &counters));
-    }
-    0
+    report(
+        "counters",
+        &args.mountpoint,
+        args.json,
+        CowdaxFile::counters,
+        json,
+        table,
+    )
 }
 
 /// One JSON object; keys are fixed identifiers, values integers.

@@ -28,17 +28,37 @@ pub struct DfArgs {
 }
 
 pub fn run(args: &DfArgs) -> i32 {
-    let usage = match CowdaxFile::open(&args.mountpoint).and_then(|f| f.usage()) {
-        Ok(usage) => usage,
+    report(
+        "df",
+        &args.mountpoint,
+        args.json,
+        CowdaxFile::usage,
+        json,
+        table,
+    )
+}
+
+/// The body of a reporting command (`df`, `counters`): ask the mount with
+/// `fetch`, print it as JSON or as a table, return the exit code.
+pub fn report<T>(
+    command: &str,
+    mountpoint: &std::path::Path,
+    as_json: bool,
+    fetch: fn(&CowdaxFile) -> super::ioctl_client::Result<T>,
+    json: fn(&T) -> String,
+    table: fn(&std::path::Path, &T) -> String,
+) -> i32 {
+    let value = match CowdaxFile::open(mountpoint).and_then(|f| fetch(&f)) {
+        Ok(value) => value,
         Err(error) => {
-            eprintln!("cowdax df: {error}");
+            eprintln!("cowdax {command}: {error}");
             return 1;
         }
     };
-    if args.json {
-        println!("{}", json(&usage));
+    if as_json {
+        println!("{}", json(&value));
     } else {
-        print!("{}", table(&args.mountpoint, &usage));
+        print!("{}", table(mountpoint, &value));
     }
     0
 }

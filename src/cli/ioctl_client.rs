@@ -147,25 +147,33 @@ impl CowdaxFile {
     }
 
     pub fn usage(&self) -> Result<abi::UsageArgs> {
-        let block = call(
-            &self.file,
-            &self.path,
+        self.reply_only(
             "usage",
             abi::USAGE,
-            abi::request_header(abi::UsageArgs::SIZE),
-        )?;
-        abi::UsageArgs::decode(&block).map_err(abi_error(&self.path, "usage"))
+            abi::UsageArgs::SIZE,
+            abi::UsageArgs::decode,
+        )
     }
 
     pub fn counters(&self) -> Result<abi::CountersArgs> {
-        let block = call(
-            &self.file,
-            &self.path,
+        self.reply_only(
             "counters",
             abi::COUNTERS,
-            abi::request_header(abi::CountersArgs::SIZE),
-        )?;
-        abi::CountersArgs::decode(&block).map_err(abi_error(&self.path, "counters"))
+            abi::CountersArgs::SIZE,
+            abi::CountersArgs::decode,
+        )
+    }
+
+    /// A command whose request is an empty block of `size` bytes.
+    fn reply_only<T>(
+        &self,
+        op: &'static str,
+        cmd: u32,
+        size: usize,
+        decode: fn(&[u8]) -> std::result::Result<T, AbiError>,
+    ) -> Result<T> {
+        let block = call(&self.file, &self.path, op, cmd, abi::request_header(size))?;
+        decode(&block).map_err(abi_error(&self.path, op))
     }
 
     /// A token naming this open file (for clone sources and dedupe
