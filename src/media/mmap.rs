@@ -38,7 +38,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::detect;
 use super::flush::{self, FlushMethod};
-use super::{check_range, Counters, Media, MediaError, MediaKind, Result};
+use super::{check_range, Counters, Media, MediaError, MediaKind, Result, CACHE_LINE_BYTES};
 
 /// Read-only mappings never write (fsck -n, dump); read-write ones may.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -790,6 +790,11 @@ impl Media for MmapMedia {
             flush::store_fence();
             return Ok(());
         }
+        // Count the lines a CPU flush would have written back, so counters
+        // from page-cache images say what the same work costs on pmem.
+        let first_line = off / CACHE_LINE_BYTES;
+        let end_line = (off + len).div_ceil(CACHE_LINE_BYTES);
+        MediaCounters::add(&self.counters.lines_flushed, end_line - first_line);
         self.record_pending_sync(off, len)
     }
 
