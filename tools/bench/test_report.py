@@ -77,6 +77,24 @@ class ReportTests(unittest.TestCase):
         self.assertAlmostEqual(row["targets"]["cowdax"]["ratio_to_best_fuse"], 0.75)
         self.assertAlmostEqual(row["targets"]["cowdax"]["ratio_to_null"], 0.9)
 
+    def test_issue_targets_are_checked_for_cowdax_and_each_variant(self):
+        results = ResultsDir(self.tmp.name, ["cowdax", "cowdax@direct_io", "null"], ["randwrite-4k-direct"])
+        figures = {"cowdax": 70.0, "cowdax@direct_io": 90.0, "null": 100.0}
+        for target, iops in figures.items():
+            results.add_run(target, "randwrite-4k-direct", 1, fio_document(iops, 0, 4096, 1, "write"))
+        markdown, summary, *_ = report.build(results.root)
+        label = "randwrite-4k-direct within 1.3× of null (≥ 0.77× its rate)"
+        verdicts = {
+            subject: next(c for c in checks if c["check"] == label)
+            for subject, checks in summary["variant_checks"].items()
+        }
+        self.assertAlmostEqual(verdicts["cowdax"]["ratio"], 0.7)
+        self.assertFalse(verdicts["cowdax"]["met"])
+        self.assertAlmostEqual(verdicts["cowdax@direct_io"]["ratio"], 0.9)
+        self.assertTrue(verdicts["cowdax@direct_io"]["met"])
+        self.assertEqual(summary["checks"][0]["check"], next(iter(summary["variant_checks"]["cowdax"]))["check"])
+        self.assertIn("cowdax@direct_io: ratio", markdown)
+
     def test_megabyte_jobs_report_mib_per_second_summed_over_jobs(self):
         results = ResultsDir(self.tmp.name, ["tmpfs"], ["seqread-1m-buffered-2jobs"])
         document = fio_document(0, 2 * 1024 * 1024, 1 << 20, 1)
