@@ -67,7 +67,7 @@ pub(crate) fn apply(
                     return Err(Error::Corrupt(format!("inode {ino} changes its kind")));
                 }
                 inode.attrs = attrs.clone();
-                inode.target = target.clone();
+                inode.set_target(target.clone());
                 inode.attrs_dirty = false;
             }
             None => inodes.create(*ino, Inode::new(attrs.clone(), target.clone())),
@@ -116,11 +116,11 @@ pub(crate) fn apply(
         }
         Record::SetXattr { ino, name, value } => {
             let inode = inodes.get_mut(*ino).ok_or_else(|| missing(*ino))?;
-            inode.xattrs.insert(name.clone(), value.clone());
+            inode.set_xattr(name.clone(), value.clone());
         }
         Record::RemoveXattr { ino, name } => {
             let inode = inodes.get_mut(*ino).ok_or_else(|| missing(*ino))?;
-            inode.xattrs.remove(name);
+            inode.remove_xattr(name);
         }
         Record::MapExtent {
             ino,

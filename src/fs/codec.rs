@@ -10,7 +10,8 @@ use std::sync::{Arc, RwLock};
 
 use super::data::MAX_FILE_BYTES;
 use super::inode::{
-    DirSlot, Extent, InoMap, Inode, InodeAttrs, InodeRef, EXTENT_UNWRITTEN, MAX_EXTENT_BLOCKS,
+    DirSlot, Extent, ExtentMap, InoMap, Inode, InodeAttrs, InodeRef, EXTENT_UNWRITTEN,
+    MAX_EXTENT_BLOCKS,
 };
 use super::{Error, FileKind, Ino, Result, Timestamp, NAME_MAX};
 use crate::store::BLOCK_SIZE;
@@ -567,9 +568,9 @@ pub(crate) fn encode_checkpoint_header(
 pub(crate) fn encode_checkpoint_inode(w: &mut Writer, ino: Ino, inode: &Inode) {
     w.u64(ino);
     w.attrs(&inode.attrs);
-    w.bytes_u16(&inode.target);
-    w.u32(inode.xattrs.len() as u32);
-    for (name, value) in &inode.xattrs {
+    w.bytes_u16(inode.target());
+    w.u32(inode.xattrs().len() as u32);
+    for (name, value) in inode.xattrs() {
         w.bytes_u16(name);
         w.bytes_u32(value);
     }
@@ -625,12 +626,15 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
         for _ in 0..xattr_count {
             let name = r.bytes_u16(XATTR_NAME_MAX)?;
             let value = r.bytes_u32(XATTR_VALUE_MAX)?;
-            inode.xattrs.insert(name, value);
+            inode.set_xattr(name, value);
         }
         let extent_count = r.u64()?;
         if extent_count > (r.remaining() / 25) as u64 {
             return Err(corrupt("checkpoint extent count out of range"));
         }
+        // Collected in file order (each extent starts at or after the end
+        // of the previous one: checked), then built in one go.
+        let mut extents = Vec::with_capacity(extent_count as usize);
         let mut prev_end = 0u64;
         for _ in 0..extent_count {
             let (file_block, phys_block, len_blocks, flags) = r.extent_fields()?;
@@ -638,16 +642,17 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
                 return Err(corrupt("checkpoint extents overlap or are too long"));
             }
             prev_end = file_block + len_blocks;
-            inode.extents.insert(
+            extents.push((
                 file_block,
                 Extent {
                     phys_block,
                     len_blocks: len_blocks as u32,
                     flags,
                 },
-            );
+            ));
             inode.alloc_blocks += len_blocks;
         }
+        inode.extents = ExtentMap::from_sorted(extents);
         let dirent_count = r.u64()?;
         if dirent_count > 0 && inode.attrs.kind != FileKind::Directory {
             return Err(corrupt("directory entries in a non-directory"));
@@ -818,7 +823,7 @@ mod tests {
             ));
         }
         let mut file = Inode::new(sample_attrs(FileKind::Regular), Vec::new());
-        file.xattrs.insert(b"user.k".to_vec(), b"v".to_vec());
+        file.set_xattr(b"user.k".to_vec(), b"v".to_vec());
         file.extents.insert(
             4,
             Extent {
@@ -837,7 +842,7 @@ mod tests {
         assert_eq!(state.inodes.len(), 2);
         let f = state.inodes[&2].read().expect("unpoisoned");
         assert_eq!(f.extents, file.extents);
-        assert_eq!(f.xattrs, file.xattrs);
+        assert_eq!(f.xattrs(), file.xattrs());
         let d = state.inodes[&1].read().expect("unpoisoned");
         assert_eq!(d.dir.as_ref().map(|d| d.by_cookie.len()), Some(1));
         for cut in 0..w.buf.len() {
