@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use super::data::MAX_FILE_BYTES;
 use super::inode::{
-    DirSlot, Extent, ExtentMap, InoMap, Inode, InodeAttrs, InodeRef, EXTENT_UNWRITTEN,
+    Dir, DirSlot, Extent, ExtentMap, InoMap, Inode, InodeAttrs, InodeRef, EXTENT_UNWRITTEN,
     MAX_EXTENT_BLOCKS,
 };
 use super::{Error, FileKind, Ino, Result, Timestamp, NAME_MAX};
@@ -661,18 +661,17 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
             return Err(corrupt("checkpoint entry count out of range"));
         }
         if let Some(dir) = inode.dir.as_mut() {
-            // Bounded by the input size (checked above); saves rehashing
-            // large directories entry by entry.
-            dir.by_name.reserve(dirent_count as usize);
+            // Bounded by the input size (checked above).
+            let mut entries = Vec::with_capacity(dirent_count as usize);
             for _ in 0..dirent_count {
                 let name = r.name()?;
                 let child = r.u64()?;
                 let kind = r.kind()?;
                 let cookie = r.u64()?;
-                if !dir.insert(name, DirSlot { ino: child, kind }, cookie) {
-                    return Err(corrupt("duplicate directory entry name or cookie"));
-                }
+                entries.push((name, DirSlot { ino: child, kind }, cookie));
             }
+            **dir = Dir::from_entries(entries)
+                .ok_or_else(|| corrupt("duplicate directory entry name or cookie"))?;
         }
         if inodes.insert(ino, Arc::new(RwLock::new(inode))).is_some() {
             return Err(Error::Corrupt(format!("inode {ino} appears twice")));
