@@ -232,8 +232,17 @@ impl<'a> Reader<'a> {
         Ok(self.take(n)?.to_vec())
     }
     fn name(&mut self) -> Result<Vec<u8>> {
-        let name = self.bytes_u16(NAME_MAX)?;
-        if !valid_name(&name) {
+        Ok(self.name_slice()?.to_vec())
+    }
+    /// A directory entry name, borrowed from the input (no copy where the
+    /// caller stores it in a form of its own).
+    fn name_slice(&mut self) -> Result<&'a [u8]> {
+        let n = self.u16()? as usize;
+        if n > NAME_MAX {
+            return Err(corrupt("field longer than its limit"));
+        }
+        let name = self.take(n)?;
+        if !valid_name(name) {
             return Err(corrupt("invalid directory entry name"));
         }
         Ok(name)
@@ -664,7 +673,7 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
             // Bounded by the input size (checked above).
             let mut entries = Vec::with_capacity(dirent_count as usize);
             for _ in 0..dirent_count {
-                let name = r.name()?;
+                let name = r.name_slice()?;
                 let child = r.u64()?;
                 let kind = r.kind()?;
                 let cookie = r.u64()?;

@@ -389,7 +389,7 @@ impl Dir {
     /// name index is sized once and the cookie index bulk-built from sorted
     /// cookies: full B-tree nodes (≈ 26 bytes per entry) instead of the
     /// half-full ones that inserting in order leaves (≈ 48).
-    pub fn from_entries(entries: Vec<(Vec<u8>, DirSlot, u64)>) -> Option<Dir> {
+    pub fn from_entries(entries: Vec<(&[u8], DirSlot, u64)>) -> Option<Dir> {
         let mut by_name: HashMap<DirName, DirEntrySlot> = HashMap::with_capacity(entries.len());
         let mut cookies: Vec<(u64, DirName)> = Vec::with_capacity(entries.len());
         for (name, slot, cookie) in entries {
@@ -847,7 +847,13 @@ mod tests {
         for (name, s, cookie) in entries.clone() {
             assert!(inserted.insert(name, s, cookie));
         }
-        let loaded = Dir::from_entries(entries.clone()).expect("valid entries");
+        fn borrowed(entries: &[(Vec<u8>, DirSlot, u64)]) -> Vec<(&[u8], DirSlot, u64)> {
+            entries
+                .iter()
+                .map(|(n, s, c)| (n.as_slice(), *s, *c))
+                .collect()
+        }
+        let loaded = Dir::from_entries(borrowed(&entries)).expect("valid entries");
         assert!(loaded.by_cookie.iter().eq(inserted.by_cookie.iter()));
         assert_eq!(loaded.len(), inserted.len());
         for (name, s) in &inserted.by_name {
@@ -857,11 +863,11 @@ mod tests {
 
         let mut same_name = entries.clone();
         same_name.push((b"n3".to_vec(), slot(99), 200));
-        assert!(Dir::from_entries(same_name).is_none());
+        assert!(Dir::from_entries(borrowed(&same_name)).is_none());
         let mut same_cookie = entries.clone();
         same_cookie.push((b"other".to_vec(), slot(99), 3));
-        assert!(Dir::from_entries(same_cookie).is_none());
-        assert!(Dir::from_entries(vec![(b"low".to_vec(), slot(5), 2)]).is_none());
+        assert!(Dir::from_entries(borrowed(&same_cookie)).is_none());
+        assert!(Dir::from_entries(vec![(b"low".as_slice(), slot(5), 2)]).is_none());
     }
 
     #[test]
