@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use super::data::MAX_FILE_BYTES;
 use super::inode::{
-    Dir, DirSlot, Extent, ExtentMap, InoMap, Inode, InodeAttrs, InodeRef, EXTENT_UNWRITTEN,
+    Dir, DirSlot, Extent, ExtentMap, Inode, InodeAttrs, ShardedInodes, EXTENT_UNWRITTEN,
     MAX_EXTENT_BLOCKS,
 };
 use super::{Error, FileKind, Ino, Result, Timestamp, NAME_MAX};
@@ -557,7 +557,7 @@ fn decode_record(r: &mut Reader<'_>) -> Result<Record> {
 pub(crate) struct CheckpointState {
     pub next_ino: u64,
     pub next_generation: u64,
-    pub inodes: InoMap<InodeRef>,
+    pub inodes: ShardedInodes,
 }
 
 /// Serialize the checkpoint header and then each inode via `each`.
@@ -625,7 +625,7 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
     if count > (r.remaining() / 100) as u64 {
         return Err(corrupt("checkpoint inode count out of range"));
     }
-    let mut inodes = InoMap::with_capacity_and_hasher(count as usize, Default::default());
+    let mut inodes = ShardedInodes::with_capacity(count as usize);
     for _ in 0..count {
         let ino = r.u64()?;
         let attrs = r.attrs()?;
@@ -848,10 +848,20 @@ mod tests {
         let state = decode_checkpoint(&w.buf).expect("decodes");
         assert_eq!(state.next_ino, 3);
         assert_eq!(state.inodes.len(), 2);
-        let f = state.inodes[&2].read().expect("unpoisoned");
+        let f = state
+            .inodes
+            .get(2)
+            .expect("inode 2")
+            .read()
+            .expect("unpoisoned");
         assert_eq!(f.extents, file.extents);
         assert_eq!(f.xattrs(), file.xattrs());
-        let d = state.inodes[&1].read().expect("unpoisoned");
+        let d = state
+            .inodes
+            .get(1)
+            .expect("inode 1")
+            .read()
+            .expect("unpoisoned");
         assert_eq!(d.dir.as_ref().map(|d| d.by_cookie.len()), Some(1));
         for cut in 0..w.buf.len() {
             assert!(decode_checkpoint(&w.buf[..cut]).is_err(), "cut at {cut}");

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use super::apply::{apply, InodeAccess};
 use super::codec::{self, Record, Writer};
-use super::inode::{InoMap, Inode, InodeAttrs};
+use super::inode::{InoMap, Inode, InodeAttrs, ShardedInodes, INODE_SHARDS};
 use std::collections::BTreeMap;
 
 use super::space::{OwnerKey, RefRun, Space};
@@ -26,7 +26,7 @@ use super::{Creds, Error, FileKind, Ino, OpenOptions, Result, Timestamp, ROOT_IN
 use crate::media::Media;
 use crate::store::{Access, FormatOptions, PhysExtent, Store, StoreError, BLOCK_SIZE};
 
-const SHARDS: usize = 64;
+const SHARDS: usize = INODE_SHARDS;
 
 pub(crate) use super::inode::InodeRef;
 
@@ -51,19 +51,11 @@ impl InodeTable {
     fn shard(&self, ino: Ino) -> &RwLock<InoMap<InodeRef>> {
         &self.shards[(ino as usize) % SHARDS]
     }
-    /// Build the table from a loaded map (mount), without per-insert locking.
-    fn from_map(inodes: InoMap<InodeRef>) -> InodeTable {
-        // Inode numbers are dense, so shards fill evenly: size them once
-        // instead of rehashing each one ~20 times on the way to 1M inodes.
-        let per_shard = inodes.len() / SHARDS + inodes.len() / (SHARDS * 8) + 16;
-        let mut shards: Vec<InoMap<InodeRef>> = (0..SHARDS)
-            .map(|_| InoMap::with_capacity_and_hasher(per_shard, Default::default()))
-            .collect();
-        for (ino, inode) in inodes {
-            shards[(ino as usize) % SHARDS].insert(ino, inode);
-        }
+    /// The table of the inodes loaded at mount: their shard maps as they
+    /// are, each behind its lock.
+    fn from_shards(inodes: ShardedInodes) -> InodeTable {
         InodeTable {
-            shards: shards.into_iter().map(RwLock::new).collect(),
+            shards: inodes.shards.into_iter().map(RwLock::new).collect(),
         }
     }
     pub fn get(&self, ino: Ino) -> Option<InodeRef> {
@@ -204,7 +196,7 @@ impl Fs {
         // Inodes are decoded straight into their shared form (one
         // allocation each, moved into the table by pointer), not into a map
         // of ~200-byte values copied into Arcs afterwards.
-        let mut inodes: InoMap<InodeRef> = InoMap::default();
+        let mut inodes = ShardedInodes::with_capacity(0);
         let mut next_ino = ROOT_INO + 1;
         let mut next_generation = 2;
         let checkpoint_bytes = recovered.checkpoint.as_ref().map_or(0, |c| c.len() as u64);
@@ -223,13 +215,13 @@ impl Fs {
             }
         }
         let journal_replayed = started.elapsed();
-        match inodes.get(&ROOT_INO) {
+        match inodes.get(ROOT_INO) {
             Some(root) if rlock(root).attrs.kind == FileKind::Directory => {}
             _ => return Err(Error::Corrupt("no root directory".into())),
         }
         // One pass over the table (each pass is ~1M cache misses).
         let mut orphans: Vec<Ino> = Vec::new();
-        for (&ino, inode) in &inodes {
+        for (&ino, inode) in inodes.iter() {
             let inode = rlock(inode);
             next_ino = next_ino.max(ino.saturating_add(1));
             next_generation = next_generation.max(inode.attrs.generation.saturating_add(1));
@@ -245,7 +237,7 @@ impl Fs {
         )?;
         let space_derived = started.elapsed();
         let inode_count = inodes.len();
-        let table = InodeTable::from_map(inodes);
+        let table = InodeTable::from_shards(inodes);
         let table_built = started.elapsed();
         log::debug!(
             "open: {inode_count} inodes; store {store_opened:?}, checkpoint decode +{:?}, \
@@ -580,7 +572,7 @@ impl Drop for Fs {
 /// Rebuild refcounts, owner map and free space from the extent maps and the
 /// checkpoint's blocks (mount, scrub).
 pub(crate) fn derive_space(
-    inodes: &InoMap<InodeRef>,
+    inodes: &ShardedInodes,
     checkpoint_extents: &[PhysExtent],
     pool_start: u64,
     total_blocks: u64,
@@ -595,7 +587,7 @@ pub(crate) fn derive_space(
     // Most files have one extent or none: a good first size without an
     // extra pass over the table to count them.
     let mut owners: Vec<(OwnerKey, u32)> = Vec::with_capacity(inodes.len());
-    for (&ino, inode) in inodes {
+    for (&ino, inode) in inodes.iter() {
         let inode = rlock(inode);
         for (&fb, e) in &inode.extents {
             let len_blocks = e.len_blocks as u64;
