@@ -675,6 +675,51 @@ impl UsageArgs {
     }
 }
 
+// ----------------------------------------------------------------- COUNTERS
+
+/// `COUNTERS`, issued on any file or directory of the mount. Reply only:
+/// the daemon's media work counters since it mapped the media
+/// (`media::Counters`), for benchmarks and `cowdax counters`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CountersArgs {
+    pub mount_id: u64,
+    pub bytes_stored: u64,
+    pub bytes_persisted: u64,
+    pub lines_flushed: u64,
+    pub fences: u64,
+    pub msyncs: u64,
+}
+
+impl CountersArgs {
+    pub const SIZE: usize = 56;
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(Self::SIZE);
+        w.header(Self::SIZE);
+        for v in [
+            self.mount_id,
+            self.bytes_stored,
+            self.bytes_persisted,
+            self.lines_flushed,
+            self.fences,
+            self.msyncs,
+        ] {
+            w.u64(v);
+        }
+        w.finish(Self::SIZE)
+    }
+    pub fn decode(bytes: &[u8]) -> Result<CountersArgs, AbiError> {
+        let mut r = open_block(bytes, Self::SIZE)?;
+        Ok(CountersArgs {
+            mount_id: r.u64(),
+            bytes_stored: r.u64(),
+            bytes_persisted: r.u64(),
+            lines_flushed: r.u64(),
+            fences: r.u64(),
+            msyncs: r.u64(),
+        })
+    }
+}
+
 /// An empty request block (header only, zero fields) of `size` bytes, for
 /// reply-only commands.
 pub fn request_header(size: usize) -> Vec<u8> {
@@ -692,6 +737,7 @@ pub const GET_EXTENTS: u32 = iowr(IOCTL_TYPE, 4, ExtentsArgs::SIZE);
 pub const FSMAP: u32 = iowr(IOCTL_TYPE, 5, FsmapArgs::SIZE);
 pub const PATHS: u32 = iowr(IOCTL_TYPE, 6, PathsArgs::SIZE);
 pub const USAGE: u32 = iowr(IOCTL_TYPE, 7, UsageArgs::SIZE);
+pub const COUNTERS: u32 = iowr(IOCTL_TYPE, 8, CountersArgs::SIZE);
 
 // Every block fits a restricted FUSE ioctl and its size fits the header's u16.
 const _: () = assert!(ExtentsArgs::SIZE <= RESTRICTED_IOCTL_MAX_BYTES);
@@ -701,6 +747,7 @@ const _: () = assert!(HEADER_BYTES + 8 + 16 + 8 + 4 <= TokenArgs::SIZE);
 const _: () = assert!(HEADER_BYTES + 8 + 16 + 8 * 4 == CloneArgs::SIZE);
 const _: () = assert!(HEADER_BYTES + 8 + 16 + 8 * 3 + 4 + 4 + 8 == DedupeArgs::SIZE);
 const _: () = assert!(HEADER_BYTES + 8 * 9 == UsageArgs::SIZE);
+const _: () = assert!(HEADER_BYTES + 8 * 6 == CountersArgs::SIZE);
 
 #[cfg(test)]
 mod tests {
@@ -716,6 +763,7 @@ mod tests {
             (FSMAP, FsmapArgs::SIZE),
             (PATHS, PathsArgs::SIZE),
             (USAGE, UsageArgs::SIZE),
+            (COUNTERS, CountersArgs::SIZE),
         ] {
             assert_eq!(ioc_size(cmd), size);
             assert_eq!(ioc_type(cmd), IOCTL_TYPE);

@@ -280,6 +280,60 @@ fn xattr_namespaces_modes_and_limits_follow_linux() {
 }
 
 #[test]
+fn write_truncate_and_chown_drop_privileges_as_the_vfs_does() {
+    use cowdax::fs::{SetAttr, XattrSetMode::Any};
+    let sim = formatted(256, None);
+    let fs = open(&sim);
+    let f = fs
+        .mknod(ROOT_INO, b"f", libc::S_IFREG | 0o6775, 0, ROOT_CREDS)
+        .expect("f");
+    let cap = b"security.capability";
+    let perm = |fs: &cowdax::fs::Fs| fs.getattr(f.ino).expect("getattr").perm;
+    // A write drops file capabilities always, setuid/setgid only when asked
+    // (the caller lacks CAP_FSETID).
+    fs.setxattr(f.ino, cap, b"caps", Any).expect("set caps");
+    fs.write_ext(f.ino, 0, b"x", false).expect("write");
+    assert!(matches!(fs.getxattr(f.ino, cap), Err(Error::NoAttr)));
+    assert_eq!(perm(&fs), 0o6775);
+    fs.write_ext(f.ino, 0, b"y", true)
+        .expect("write killing suid");
+    assert_eq!(perm(&fs), 0o775);
+    // Truncate: the same rule; a setgid bit without group execute stays.
+    let set_perm = |p: u32| SetAttr {
+        perm: Some(p),
+        ..SetAttr::default()
+    };
+    fs.setattr(f.ino, &set_perm(0o6745)).expect("chmod");
+    fs.setxattr(f.ino, cap, b"caps", Any).expect("set caps");
+    let truncate = SetAttr {
+        size: Some(0),
+        kill_suid_sgid: true,
+        ..SetAttr::default()
+    };
+    fs.setattr(f.ino, &truncate).expect("truncate");
+    assert_eq!(perm(&fs), 0o2745);
+    assert!(matches!(fs.getxattr(f.ino, cap), Err(Error::NoAttr)));
+    // Chown: always, even for root.
+    fs.setattr(f.ino, &set_perm(0o6775)).expect("chmod");
+    fs.setxattr(f.ino, cap, b"caps", Any).expect("set caps");
+    let chown = SetAttr {
+        uid: Some(1000),
+        ..SetAttr::default()
+    };
+    fs.setattr(f.ino, &chown).expect("chown");
+    assert_eq!(perm(&fs), 0o775);
+    assert!(matches!(fs.getxattr(f.ino, cap), Err(Error::NoAttr)));
+    // Directories keep setgid on chown.
+    let d = fs.mkdir(ROOT_INO, b"d", 0o2775, ROOT_CREDS).expect("d");
+    fs.setattr(d.ino, &chown).expect("chown dir");
+    assert_eq!(fs.getattr(d.ino).expect("getattr").perm, 0o2775);
+    drop(fs);
+    let fs = open(&sim);
+    assert_eq!(perm(&fs), 0o775);
+    assert_clean(&fs);
+}
+
+#[test]
 fn names_links_and_seek_behave_as_posix() {
     let sim = formatted(1024, None);
     let fs = open(&sim);

@@ -197,6 +197,45 @@ fn chmod_chown_and_utimens_with_now_and_omit() {
 }
 
 #[test]
+fn relatime_update_after_a_read_is_visible_at_once() {
+    // The daemon updates atime after replying to the read; the kernel's
+    // cached attributes (60 s by default) must be dropped, not served.
+    let t = mounted();
+    let path = t.path("read-me");
+    std::fs::write(&path, b"contents").unwrap();
+    let cwd = nix::fcntl::AT_FDCWD;
+    let old = TimeSpec::new(1_000_000_000, 0);
+    nix::sys::stat::utimensat(
+        cwd,
+        &path,
+        &old,
+        &TimeSpec::UTIME_OMIT,
+        UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().atime(), 1_000_000_000);
+    // Drop the cached pages so the read reaches the daemon (reads served
+    // from the page cache never do, on any FUSE filesystem).
+    let file = std::fs::File::open(&path).unwrap();
+    nix::fcntl::posix_fadvise(
+        &file,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    )
+    .unwrap();
+    let mut contents = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut contents).unwrap();
+    assert_eq!(contents, b"contents");
+    drop(file);
+    // The update follows the reply: give the daemon a moment.
+    wait_for("atime to move", std::time::Duration::from_secs(5), || {
+        std::fs::metadata(&path).unwrap().atime() > 1_000_000_000
+    });
+    t.finish();
+}
+
+#[test]
 fn unlinked_open_file_stays_readable_until_closed() {
     let t = mounted();
     let path = t.path("doomed");

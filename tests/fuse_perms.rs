@@ -1,7 +1,8 @@
 //! Permission checks as the unprivileged user `tests` (CI creates it) on a
 //! mount with allow_other: the kernel enforces mode bits and POSIX ACLs
-//! (default_permissions + FUSE_POSIX_ACL), and setuid/setgid are killed on
-//! write and chown as on local filesystems.
+//! (default_permissions + FUSE_POSIX_ACL), and setuid/setgid and file
+//! capabilities are killed on write, truncate, fallocate and chown as on
+//! local filesystems (the daemon does it: FUSE_HANDLE_KILLPRIV_V2).
 
 mod fuse_support;
 
@@ -105,6 +106,136 @@ fn write_by_non_root_clears_setuid_and_setgid() {
     let (ok, err) = run_as_tests(&format!("echo more >> {}", quote(&path)));
     assert!(ok, "{err}");
     assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o775);
+    t.finish();
+}
+
+/// A file owned by `tests` with the given mode bits, written as root.
+fn tests_owned_file(t: &TestFs, name: &str, mode: u32) -> std::path::PathBuf {
+    let (uid, gid) = tests_user();
+    let path = t.path(name);
+    std::fs::write(&path, b"#!/bin/sh\n").unwrap();
+    std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, mode);
+    path
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn truncate_and_fallocate_by_non_root_clear_setuid_and_setgid() {
+    let t = mounted();
+    let path = tests_owned_file(&t, "trunc", 0o6775);
+    let (ok, err) = run_as_tests(&format!("truncate -s 0 {}", quote(&path)));
+    assert!(ok, "{err}");
+    assert_eq!(mode_of(&path), 0o775);
+    // A setgid bit without group execute (mandatory-locking marker) stays.
+    let path = tests_owned_file(&t, "falloc", 0o6745);
+    let (ok, err) = run_as_tests(&format!("fallocate -l 65536 {}", quote(&path)));
+    assert!(ok, "{err}");
+    assert_eq!(mode_of(&path), 0o2745);
+    t.finish();
+}
+
+#[test]
+fn write_and_truncate_by_root_keep_setuid() {
+    let t = mounted();
+    let path = tests_owned_file(&t, "rootw", 0o6775);
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    file.write_all(b"echo root\n").unwrap();
+    drop(file);
+    assert_eq!(mode_of(&path), 0o6775);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(3)
+        .unwrap();
+    assert_eq!(mode_of(&path), 0o6775);
+    t.finish();
+}
+
+#[test]
+fn chown_clears_setuid_and_group_executable_setgid_even_for_root() {
+    let t = mounted();
+    let path = tests_owned_file(&t, "chowned", 0o6775);
+    std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+    assert_eq!(mode_of(&path), 0o775);
+    let path = tests_owned_file(&t, "chowned-nox", 0o6745);
+    std::os::unix::fs::chown(&path, None, Some(0)).unwrap();
+    assert_eq!(mode_of(&path), 0o2745);
+    // Directories keep theirs (setgid directories pass their group on).
+    let dir = t.path("dir");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2775)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(tests_user().0), None).unwrap();
+    assert_eq!(mode_of(&dir), 0o2775);
+    t.finish();
+}
+
+/// A valid VFS_CAP_REVISION_2 `security.capability` value granting
+/// CAP_NET_RAW (bit 13), as setcap writes it.
+fn cap_net_raw() -> Vec<u8> {
+    let mut value = Vec::new();
+    value.extend_from_slice(&0x0200_0000u32.to_le_bytes());
+    value.extend_from_slice(&(1u32 << 13).to_le_bytes()); // permitted, low word
+    value.extend_from_slice(&0u32.to_le_bytes()); // inheritable, low word
+    value.extend_from_slice(&0u32.to_le_bytes()); // permitted, high word
+    value.extend_from_slice(&0u32.to_le_bytes()); // inheritable, high word
+    value
+}
+
+fn has_capability_xattr(path: &std::path::Path) -> bool {
+    let mut buf = [0u8; 64];
+    rustix::fs::getxattr(path, "security.capability", &mut buf).is_ok()
+}
+
+#[test]
+fn write_truncate_and_chown_remove_file_capabilities() {
+    let t = mounted();
+    let path = t.path("capped");
+    std::fs::write(&path, b"binary").unwrap();
+    for (what, change) in [
+        (
+            "write",
+            &(|p: &std::path::Path| {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+                f.write_all(b"more").unwrap();
+            }) as &dyn Fn(&std::path::Path),
+        ),
+        ("truncate", &|p: &std::path::Path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_len(1)
+                .unwrap()
+        }),
+        ("chown", &|p: &std::path::Path| {
+            std::os::unix::fs::chown(p, Some(tests_user().0), None).unwrap()
+        }),
+    ] {
+        rustix::fs::setxattr(
+            &path,
+            "security.capability",
+            &cap_net_raw(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .expect("set security.capability");
+        assert!(has_capability_xattr(&path));
+        change(&path);
+        assert!(
+            !has_capability_xattr(&path),
+            "{what} left security.capability in place"
+        );
+    }
     t.finish();
 }
 

@@ -303,6 +303,55 @@ fn extents_and_df_report_sharing() {
     t.finish();
 }
 
+/// `cowdax counters --json` as a map of counter name to value.
+fn counters_json(t: &TestFs) -> std::collections::BTreeMap<String, u64> {
+    let json = tool_ok(&["counters", "--json", path_str(&t.mnt)]);
+    json.trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .split(',')
+        .map(|pair| {
+            let (name, value) = pair.split_once(':').expect("name:value");
+            (
+                name.trim_matches('"').to_string(),
+                value.parse().expect("integer"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn counters_report_the_daemons_persistence_work() {
+    let mut t = TestFs::new(128 * MIB);
+    t.mount("");
+    let before = counters_json(&t);
+    for name in [
+        "bytes_stored",
+        "bytes_persisted",
+        "lines_flushed",
+        "fences",
+        "msyncs",
+    ] {
+        assert!(before.contains_key(name), "{name} missing: {before:?}");
+    }
+    let path = t.path("f");
+    write_pattern_file(&path, MIB, 3);
+    std::fs::File::open(&path).unwrap().sync_all().unwrap();
+    let after = counters_json(&t);
+    assert!(
+        after["bytes_stored"] >= before["bytes_stored"] + MIB,
+        "{before:?} -> {after:?}"
+    );
+    assert!(after["bytes_persisted"] >= before["bytes_persisted"] + MIB);
+    assert!(after["fences"] > before["fences"]);
+    let table = tool_ok(&["counters", path_str(&t.mnt)]);
+    assert!(
+        table.contains("persisted") && table.contains("msyncs"),
+        "{table}"
+    );
+    t.finish();
+}
+
 #[test]
 fn tools_refuse_paths_that_are_not_on_cowdax() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -310,6 +359,7 @@ fn tools_refuse_paths_that_are_not_on_cowdax() {
     std::fs::write(&file, b"data").expect("write");
     for args in [
         vec!["df", path_str(dir.path())],
+        vec!["counters", path_str(dir.path())],
         vec!["extents", path_str(&file)],
         vec!["fsmap", path_str(dir.path())],
         vec!["clone", path_str(&file), path_str(&dir.path().join("x"))],

@@ -4,6 +4,7 @@
 #
 # Usage: tools/conformance.sh [--min-pass N] [--fsx-seeds N] [--fsx-ops N]
 #                             [--skip-pjdfstest] [--skip-fsx] [--keep]
+#                             [--options OPTS]   (more -o mount options, e.g. direct_io)
 # Environment: COWDAX=/path/to/cowdax (default: builds target/release/cowdax).
 #
 # Needs root (mounting, pjdfstest's credential switches) and /dev/fuse.
@@ -23,6 +24,7 @@ RUN_PJDFSTEST=1
 RUN_FSX=1
 KEEP=0
 IMAGE_SIZE=2G
+EXTRA_OPTIONS=
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -32,7 +34,8 @@ while [ $# -gt 0 ]; do
         --skip-pjdfstest) RUN_PJDFSTEST=0; shift ;;
         --skip-fsx) RUN_FSX=0; shift ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --options) EXTRA_OPTIONS=",$2"; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "conformance.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -82,7 +85,7 @@ trap cleanup EXIT
 
 say "mkfs ($IMAGE_SIZE) and mount on $MNT"
 "$COWDAX" mkfs --size "$IMAGE_SIZE" "$IMAGE" >/dev/null
-"$COWDAX" "$IMAGE" "$MNT" -o allow_other
+"$COWDAX" "$IMAGE" "$MNT" -o "allow_other$EXTRA_OPTIONS"
 grep -q " $MNT fuse.cowdax " /proc/mounts || die "cowdax returned but nothing is mounted"
 chmod 755 "$MNT"
 

@@ -157,6 +157,17 @@ impl CowdaxFile {
         abi::UsageArgs::decode(&block).map_err(abi_error(&self.path, "usage"))
     }
 
+    pub fn counters(&self) -> Result<abi::CountersArgs> {
+        let block = call(
+            &self.file,
+            &self.path,
+            "counters",
+            abi::COUNTERS,
+            abi::request_header(abi::CountersArgs::SIZE),
+        )?;
+        abi::CountersArgs::decode(&block).map_err(abi_error(&self.path, "counters"))
+    }
+
     /// A token naming this open file (for clone sources and dedupe
     /// destinations).
     pub fn token(&self) -> Result<abi::TokenArgs> {

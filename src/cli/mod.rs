@@ -6,6 +6,7 @@
 //! `mount -t fuse.cowdax` (= `cowdax mount …`).
 
 pub mod clone;
+pub mod counters;
 pub mod dedupe;
 pub mod df;
 pub mod dump;
@@ -22,7 +23,7 @@ pub mod size;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 const LONG_ABOUT: &str = "\
 cowdax is a userspace DAX filesystem for persistent memory, served over FUSE:
@@ -79,6 +80,9 @@ enum Command {
     Fsmap(fsmap::FsmapArgs),
     /// Logical vs physical usage of a mount and what sharing saves.
     Df(df::DfArgs),
+    /// The daemon's persistence work so far: bytes stored and persisted,
+    /// cache lines flushed, fences, msyncs.
+    Counters(counters::CountersCmd),
     /// Mount a cowdax filesystem: `cowdax mount SOURCE MOUNTPOINT [-o OPTIONS]`
     /// (also the bare `cowdax SOURCE MOUNTPOINT …` form used by mount.fuse3);
     /// see `cowdax mount --help`.
@@ -153,10 +157,15 @@ fn parse_or_exit<P: Parser>(args: &[OsString], usage_exit_code: i32) -> Result<P
     })
 }
 
-/// Subcommand names, for telling `cowdax mkfs X` from `cowdax SOURCE MNT`.
-const SUBCOMMANDS: [&str; 10] = [
-    "mkfs", "fsck", "dump", "mount", "help", "clone", "dedupe", "extents", "fsmap", "df",
-];
+/// Whether `name` is a subcommand (or `help`), for telling `cowdax mkfs X`
+/// from `cowdax SOURCE MNT`. Asks clap, so a new subcommand cannot be
+/// forgotten here.
+fn is_subcommand(name: &OsStr) -> bool {
+    name == "help"
+        || Cli::command()
+            .get_subcommands()
+            .any(|sub| name == sub.get_name())
+}
 
 /// Entry point: dispatches on argv[0] (`mkfs.cowdax`, `fsck.cowdax`) and
 /// subcommands. Returns the process exit code.
@@ -219,6 +228,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Extents(args) => extents::run(&args),
         Command::Fsmap(args) => fsmap::run(&args),
         Command::Df(args) => df::run(&args),
+        Command::Counters(args) => counters::run(&args),
         Command::Mount { args } => mount::run(&args),
     }
 }
@@ -244,7 +254,7 @@ fn is_bare_mount_form(args: &[OsString]) -> bool {
     positionals.len() >= 2
         && positionals
             .first()
-            .is_some_and(|first| !SUBCOMMANDS.iter().any(|name| *first == *name))
+            .is_some_and(|first| !is_subcommand(first))
 }
 
 /// Logs to stderr at `default_level` unless RUST_LOG says otherwise.

@@ -23,9 +23,12 @@ Mount options (-o, comma-separated, may repeat):
   threads=N                      worker threads (default: one per CPU)
   writeback_cache, nowriteback_cache
                                  kernel write-back caching (default: off)
+  direct_io, nodirect_io         read and write without the kernel page cache,
+                                 straight to the media, like DAX (default: off;
+                                 mmap still works)
   max_write=BYTES                largest write request, up to 1M (default 1M)
   attr_timeout=SECS, entry_timeout=SECS
-                                 kernel cache lifetimes (default 1)
+                                 kernel cache lifetimes (default 60)
 Ignored (used by mount(8) and fstab): defaults, auto, noauto, user, users,
   nofail, _netdev, owner, group, comment=…, x-…
 Anything else is refused.

@@ -94,6 +94,30 @@ fn eof_zero_piece(old_size: u64, new_start: u64) -> Option<(u64, u64)> {
     Some((old_size, end - old_size))
 }
 
+/// `perm` without S_ISUID, and without S_ISGID when group-executable (a
+/// setgid bit without group execute marks mandatory locking and stays).
+fn without_suid_sgid(perm: u32) -> u32 {
+    let mut perm = perm & !libc::S_ISUID;
+    if perm & libc::S_IXGRP != 0 {
+        perm &= !libc::S_ISGID;
+    }
+    perm
+}
+
+/// The xattr that grants file capabilities; writing, truncating or
+/// chowning the file removes it.
+const CAPABILITY_XATTR: &[u8] = b"security.capability";
+
+/// Queue the removal of `inode`'s file capabilities, if it has any.
+fn kill_capability(inode: &Inode, ino: Ino, records: &mut Vec<Record>) {
+    if inode.xattrs.contains_key(CAPABILITY_XATTR) {
+        records.push(Record::RemoveXattr {
+            ino,
+            name: CAPABILITY_XATTR.to_vec(),
+        });
+    }
+}
+
 impl Fs {
     /// Plan, allocate, store and persist `pieces` into `inode`'s blocks.
     /// Fails with NoSpace before storing anything if blocks are missing.
@@ -341,7 +365,8 @@ impl Fs {
     }
 
     /// `write`, also clearing S_ISUID (and S_ISGID when group-executable) as
-    /// a write by a non-owner must.
+    /// a write by a caller without CAP_FSETID must. Any write removes a
+    /// `security.capability` xattr, as the VFS does for local filesystems.
     pub fn write_ext(&self, ino: Ino, offset: u64, data: &[u8], clear_suid: bool) -> Result<u32> {
         let len = u32::try_from(data.len()).map_err(|_| Error::Invalid("write too large"))?;
         let end = offset
@@ -389,14 +414,17 @@ impl Fs {
             let stored = self.write_data(ino, inode, &pieces)?;
             let now = Timestamp::now();
             let perm = inode.attrs.perm;
-            let mut new_perm = perm;
-            if clear_suid {
-                new_perm &= !libc::S_ISUID;
-                if perm & libc::S_IXGRP != 0 {
-                    new_perm &= !libc::S_ISGID;
-                }
-            }
-            let needs_commit = !stored.records.is_empty() || end > old_size || new_perm != perm;
+            let new_perm = if clear_suid {
+                without_suid_sgid(perm)
+            } else {
+                perm
+            };
+            let mut records = Vec::new();
+            kill_capability(inode, ino, &mut records);
+            let needs_commit = !stored.records.is_empty()
+                || end > old_size
+                || new_perm != perm
+                || !records.is_empty();
             if !needs_commit {
                 // Pure in-place overwrite: timestamps are journaled lazily
                 // (fsync, release, checkpoint).
@@ -413,7 +441,7 @@ impl Fs {
             a.ctime = now;
             a.perm = new_perm;
             let grows = !stored.records.is_empty();
-            self.commit_data(&mut guards, stored, Vec::new(), edits, grows)?;
+            self.commit_data(&mut guards, stored, records, edits, grows)?;
             Ok(len)
         })
     }
@@ -470,9 +498,22 @@ impl Fs {
                 }
                 a.size = size;
             }
+            // Truncate and chown of a non-directory drop privileges like the
+            // VFS: file capabilities always; S_ISUID and group-executable
+            // S_ISGID on chown always (Linux does so even for root), on
+            // truncate when the caller lacks CAP_FSETID (`kill_suid_sgid`).
+            let chown = set.uid.is_some() || set.gid.is_some();
+            let is_dir = inode.attrs.kind == FileKind::Directory;
+            if (chown || set.size.is_some()) && !is_dir {
+                kill_capability(inode, ino, &mut records);
+            }
+            let kill = !is_dir && (chown || set.kill_suid_sgid);
             let a = edits.attrs(&guards, ino)?;
             if let Some(perm) = set.perm {
                 a.perm = perm & 0o7777;
+            }
+            if kill {
+                a.perm = without_suid_sgid(a.perm);
             }
             if let Some(uid) = set.uid {
                 a.uid = uid;

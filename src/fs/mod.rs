@@ -248,6 +248,10 @@ pub struct SetAttr {
     pub atime: Option<TimeOrNow>,
     pub mtime: Option<TimeOrNow>,
     pub ctime: Option<Timestamp>,
+    /// Also clear S_ISUID, and S_ISGID when the file is group-executable,
+    /// as a truncate by a caller without CAP_FSETID must (the FUSE
+    /// adapter decides; see docs/FUSE.md, "killing setuid").
+    pub kill_suid_sgid: bool,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -100,6 +100,7 @@ pub struct AdapterConfig {
     pub attr_ttl: Duration,
     pub entry_ttl: Duration,
     pub writeback_cache: bool,
+    pub direct_io: bool,
     pub max_write_bytes: u32,
     pub atime: AtimePolicy,
     pub read_only: bool,
@@ -111,6 +112,7 @@ impl AdapterConfig {
             attr_ttl: opts.attr_timeout,
             entry_ttl: opts.entry_timeout,
             writeback_cache: opts.writeback_cache,
+            direct_io: opts.direct_io,
             max_write_bytes: opts.max_write_bytes,
             atime: if opts.read_only {
                 AtimePolicy::Never
@@ -382,9 +384,46 @@ impl CowdaxFs {
             ctime: Some(attr.ctime),
             ..SetAttr::default()
         };
+        // No invalidation needed: the kernel drops its cached atime after
+        // every read it sends (fuse_invalidate_atime).
         if let Err(err) = self.fs.setattr(ino, &set) {
             log::debug!("inode {ino}: atime update failed: {err}");
         }
+    }
+
+    /// The daemon changed `ino`'s attributes on its own: drop the kernel's
+    /// copy, which would otherwise live for attr_timeout.
+    fn invalidate_cached_attributes(&self, ino: Ino) {
+        if let Err(err) = self.invalidator.invalidate_attributes(ino) {
+            // ENOENT: the kernel has no inode for it, so nothing cached.
+            if err.raw_os_error() != Some(libc::ENOENT) {
+                log::warn!("inode {ino}: invalidating cached attributes failed: {err}");
+            }
+        }
+    }
+
+    /// With HANDLE_KILLPRIV_V2 the kernel leaves setuid/setgid alone on
+    /// fallocate, copy_file_range and clone (its `file_modified` turns into
+    /// an empty setattr): clear them here for a caller without CAP_FSETID,
+    /// as the VFS would. Costs a transaction only when a bit is set.
+    pub(crate) fn kill_suid_sgid_after_modify(&self, caller_uid: u32, ino: Ino) -> fs::Result<()> {
+        if caller_uid == 0 {
+            return Ok(());
+        }
+        let perm = self.fs.getattr(ino)?.perm;
+        let gexec_sgid = libc::S_ISGID | libc::S_IXGRP;
+        if perm & libc::S_ISUID == 0 && perm & gexec_sgid != gexec_sgid {
+            return Ok(());
+        }
+        self.fs.setattr(
+            ino,
+            &SetAttr {
+                kill_suid_sgid: true,
+                ..SetAttr::default()
+            },
+        )?;
+        self.invalidate_cached_attributes(ino);
+        Ok(())
     }
 
     fn open_flags_for_file(&self) -> FopenFlags {
@@ -395,8 +434,22 @@ impl CowdaxFs {
         if !self.config.writeback_cache {
             flags |= FopenFlags::FOPEN_NOFLUSH;
         }
+        if self.config.direct_io {
+            // Reads and writes skip the page cache; mmap keeps using it
+            // (DIRECT_IO_ALLOW_MMAP), and the kernel keeps the two
+            // coherent around direct writes.
+            flags |= FopenFlags::FOPEN_DIRECT_IO;
+        }
         flags
     }
+}
+
+/// Whether the caller may keep setuid/setgid bits on a file it modifies
+/// (CAP_FSETID). FUSE requests carry only uid/gid/pid, so root stands for
+/// the capability; a root process that dropped CAP_FSETID keeps the bits
+/// where a local filesystem would clear them (docs/FUSE.md).
+fn caller_has_fsetid(req: &Request) -> bool {
+    req.uid() == 0
 }
 
 fn name_bytes(name: &OsStr) -> &[u8] {
@@ -414,13 +467,23 @@ impl Filesystem for CowdaxFs {
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_ASYNC_DIO
-            | InitFlags::FUSE_HAS_IOCTL_DIR;
+            | InitFlags::FUSE_HAS_IOCTL_DIR
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         if self.config.writeback_cache {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
+        }
+        if self.config.direct_io {
+            wanted |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         }
         for flag in wanted.iter() {
             if let Err(unsupported) = config.add_capabilities(flag) {
                 log::info!("kernel does not offer {unsupported:?}");
+                if unsupported.contains(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP) {
+                    // Without it mmap of a direct_io file fails (ENODEV):
+                    // keep the page cache rather than break mmap.
+                    log::warn!("direct_io needs Linux 6.6 or later (mmap of direct_io files); using the page cache");
+                    self.config.direct_io = false;
+                }
             }
         }
         if let Err(nearest) = config.set_max_write(self.config.max_write_bytes) {
@@ -469,7 +532,7 @@ impl Filesystem for CowdaxFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -486,8 +549,10 @@ impl Filesystem for CowdaxFs {
         reply: ReplyAttr,
     ) {
         // Permission checks (owner, CAP_FOWNER, setgid stripping) were done
-        // by the kernel (default_permissions); so was killing setuid/setgid
-        // on chown and truncate: it arrives here as an explicit mode.
+        // by the kernel (default_permissions). Killing setuid/setgid is ours
+        // (HANDLE_KILLPRIV_V2): the core does it on chown; on truncate the
+        // kernel would say "caller lacks CAP_FSETID" with FATTR_KILL_SUIDGID,
+        // which fuser does not pass on, so a non-root caller stands for it.
         let set = SetAttr {
             perm: mode.map(|m| m & 0o7777),
             uid,
@@ -496,6 +561,7 @@ impl Filesystem for CowdaxFs {
             atime: atime.map(to_time_or_now),
             mtime: mtime.map(to_time_or_now),
             ctime: ctime.map(Timestamp::from),
+            kill_suid_sgid: size.is_some() && !caller_has_fsetid(req),
         };
         let result = self.fs.setattr(ino.0, &set).and_then(|attr| {
             if let Some(perm) = set.perm {
@@ -679,12 +745,15 @@ impl Filesystem for CowdaxFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(ino.0, offset, data) {
+        // HANDLE_KILLPRIV_V2: the kernel flags writes by callers without
+        // CAP_FSETID; the core clears setuid/setgid for those.
+        let kill_suid_sgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        match self.fs.write_ext(ino.0, offset, data, kill_suid_sgid) {
             Ok(written) => {
                 if let Some(file) = self.handles.get(fh.0) {
                     file.atime_check_pending.store(true, Ordering::Relaxed);
@@ -1007,7 +1076,7 @@ impl Filesystem for CowdaxFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -1019,7 +1088,11 @@ impl Filesystem for CowdaxFs {
             reply.error(Errno::from_i32(libc::EOPNOTSUPP));
             return;
         };
-        match self.fs.fallocate(ino.0, offset, length, mode) {
+        let result = self
+            .fs
+            .fallocate(ino.0, offset, length, mode)
+            .and_then(|()| self.kill_suid_sgid_after_modify(req.uid(), ino.0));
+        match result {
             Ok(()) => reply.ok(),
             Err(err) => reply.error(errno_of(&err)),
         }
@@ -1058,7 +1131,7 @@ impl Filesystem for CowdaxFs {
 
     fn copy_file_range(
         &self,
-        _req: &Request,
+        req: &Request,
         ino_in: INodeNo,
         _fh_in: FileHandle,
         offset_in: u64,
@@ -1076,10 +1149,14 @@ impl Filesystem for CowdaxFs {
         // The reply carries a u32: copy at most that much per request (the
         // caller loops on short copies, as for any copy_file_range).
         let len = len.min(COPY_RANGE_MAX_BYTES);
-        match self
+        let result = self
             .fs
             .copy_range(ino_in.0, offset_in, ino_out.0, offset_out, len)
-        {
+            .and_then(|copied| {
+                self.kill_suid_sgid_after_modify(req.uid(), ino_out.0)?;
+                Ok(copied)
+            });
+        match result {
             Ok(copied) => reply.written(u32::try_from(copied.min(len)).unwrap_or(u32::MAX)),
             // Never ENOSYS (that would switch copy_file_range off for the
             // whole mount); errno() maps "not supported" to EOPNOTSUPP, which

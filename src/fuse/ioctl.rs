@@ -241,7 +241,7 @@ fn invalidate(adapter: &CowdaxFs, ino: Ino, offset: u64, len: u64) {
 type Handler = fn(&CowdaxFs, &IoctlRequest<'_>) -> Result<Vec<u8>, i32>;
 
 /// Every private command and its handler.
-const COMMANDS: [(u32, Handler); 7] = [
+const COMMANDS: [(u32, Handler); 8] = [
     (abi::GET_TOKEN, get_token),
     (abi::CLONE_RANGE, clone_range),
     (abi::DEDUPE_RANGE, dedupe_range),
@@ -249,6 +249,7 @@ const COMMANDS: [(u32, Handler); 7] = [
     (abi::FSMAP, fsmap),
     (abi::PATHS, paths),
     (abi::USAGE, usage),
+    (abi::COUNTERS, counters),
 ];
 
 /// Handles one ioctl; `Err(errno)` is returned to the caller.
@@ -390,6 +391,9 @@ fn clone_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i3
     };
     if cloned > 0 {
         invalidate(adapter, dst, args.dst_offset, cloned);
+        adapter
+            .kill_suid_sgid_after_modify(req.uid, dst)
+            .map_err(|e| core_errno(&e))?;
     }
     args.bytes_cloned = cloned;
     Ok(args.encode())
@@ -596,6 +600,22 @@ fn usage(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
         total_bytes: usage.total_bytes,
         free_bytes: usage.free_bytes,
         media_bytes: adapter.fs().media().len(),
+    }
+    .encode())
+}
+
+/// Media work counters: harmless to show anyone who can open a file on the
+/// mount (like `df`), so no permission check.
+fn counters(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
+    abi::CountersArgs::decode(req.in_data).map_err(abi_errno)?;
+    let counters = adapter.fs().media().counters();
+    Ok(abi::CountersArgs {
+        mount_id: mount_id()?,
+        bytes_stored: counters.bytes_stored,
+        bytes_persisted: counters.bytes_persisted,
+        lines_flushed: counters.lines_flushed,
+        fences: counters.fences,
+        msyncs: counters.msyncs,
     }
     .encode())
 }

@@ -12,8 +12,15 @@ use std::time::Duration;
 /// `fs.fuse.max_pages_limit` (256 pages): one MiB.
 pub const MAX_WRITE_LIMIT_BYTES: u32 = 1 << 20;
 
-/// Default attribute and entry cache lifetime in the kernel.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(1);
+/// Default attribute and entry cache lifetime in the kernel. Long, because
+/// the kernel's caches stay coherent without expiry: every change to names
+/// and attributes either passes through the kernel (which updates or drops
+/// its copy) or is made by the daemon itself, which then invalidates the
+/// kernel's copy (privilege killing after fallocate/copy, clone and
+/// dedupe; the kernel itself drops its atime after each read it sends). The lifetime only bounds the damage of a missed
+/// invalidation. With 1 s every path walk more than a second after the
+/// last one costs a LOOKUP round trip per component (docs/FUSE.md).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 
 /// How the daemon maintains access times (the kernel leaves atime of FUSE
 /// inodes entirely to the server).
@@ -66,6 +73,10 @@ pub struct MountOptions {
     /// Worker threads (`threads=N`); `None` = one per CPU.
     pub threads: Option<usize>,
     pub writeback_cache: bool,
+    /// `direct_io`: reads and writes bypass the kernel page cache and go
+    /// straight to the mapping (what a DAX filesystem does); mmap still
+    /// works through the page cache.
+    pub direct_io: bool,
     pub max_write_bytes: u32,
     pub attr_timeout: Duration,
     pub entry_timeout: Duration,
@@ -93,6 +104,7 @@ impl Default for MountOptions {
             remount: false,
             threads: None,
             writeback_cache: false,
+            direct_io: false,
             max_write_bytes: MAX_WRITE_LIMIT_BYTES,
             attr_timeout: DEFAULT_TTL,
             entry_timeout: DEFAULT_TTL,
@@ -187,6 +199,12 @@ impl MountOptions {
         if opts.access != Access::Owner && default_permissions_off {
             return Err(OptionError(
                 "option no_default_permissions cannot be combined with allow_other/allow_root"
+                    .to_string(),
+            ));
+        }
+        if opts.direct_io && opts.writeback_cache {
+            return Err(OptionError(
+                "options direct_io and writeback_cache exclude each other (direct_io bypasses the cache)"
                     .to_string(),
             ));
         }
@@ -336,6 +354,14 @@ impl MountOptions {
                 no_value()?;
                 self.writeback_cache = true
             }
+            "direct_io" => {
+                no_value()?;
+                self.direct_io = true
+            }
+            "nodirect_io" | "no_direct_io" => {
+                no_value()?;
+                self.direct_io = false
+            }
             "nowriteback_cache" | "no_writeback_cache" => {
                 no_value()?;
                 self.writeback_cache = false
@@ -435,6 +461,20 @@ mod tests {
         assert!(MountOptions::parse(&["threads=0"]).is_err());
         assert!(MountOptions::parse(&["attr_timeout=-1"]).is_err());
         assert!(MountOptions::parse(&["attr_timeout"]).is_err());
+    }
+
+    #[test]
+    fn direct_io_is_parsed_and_excludes_writeback_cache() {
+        assert!(MountOptions::parse(&["direct_io"]).unwrap().direct_io);
+        assert!(
+            !MountOptions::parse(&["direct_io,nodirect_io"])
+                .unwrap()
+                .direct_io
+        );
+        assert!(!MountOptions::parse(&["rw"]).unwrap().direct_io);
+        assert!(MountOptions::parse(&["direct_io=1"]).is_err());
+        let err = MountOptions::parse(&["direct_io,writeback_cache"]).unwrap_err();
+        assert!(err.to_string().contains("exclude"), "{err}");
     }
 
     #[test]
