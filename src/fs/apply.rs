@@ -3,7 +3,7 @@
 //! operations built (up to the DRAM-only fields: open counts, dirty flags).
 
 use super::codec::Record;
-use super::inode::{DirSlot, InoMap, Inode, InodeRef};
+use super::inode::{DirSlot, InoMap, Inode, ShardedInodes};
 use super::namespace::DIRENT_SIZE_BYTES;
 use super::space::Space;
 use super::{Error, FileKind, Ino, Result};
@@ -32,16 +32,16 @@ impl InodeAccess for InoMap<Inode> {
 /// The table being built at mount (journal replay): every Arc has one
 /// owner, the map, so `Arc::get_mut` succeeds; an inode shared anyway
 /// would read as missing (get_mut) or be copied out (delete).
-impl InodeAccess for InoMap<InodeRef> {
+impl InodeAccess for ShardedInodes {
     fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
-        let lock = std::sync::Arc::get_mut(InoMap::get_mut(self, &ino)?)?;
+        let lock = std::sync::Arc::get_mut(self.shard_mut(ino).get_mut(&ino)?)?;
         Some(lock.get_mut().unwrap_or_else(|e| e.into_inner()))
     }
     fn create(&mut self, ino: Ino, inode: Inode) {
         self.insert(ino, std::sync::Arc::new(std::sync::RwLock::new(inode)));
     }
     fn delete(&mut self, ino: Ino) -> Option<Inode> {
-        let shared = self.remove(&ino)?;
+        let shared = self.remove(ino)?;
         Some(match std::sync::Arc::try_unwrap(shared) {
             Ok(lock) => lock.into_inner().unwrap_or_else(|e| e.into_inner()),
             Err(shared) => super::engine::rlock(&shared).clone(),
@@ -67,7 +67,7 @@ pub(crate) fn apply(
                     return Err(Error::Corrupt(format!("inode {ino} changes its kind")));
                 }
                 inode.attrs = attrs.clone();
-                inode.target = target.clone();
+                inode.set_target(target.clone());
                 inode.attrs_dirty = false;
             }
             None => inodes.create(*ino, Inode::new(attrs.clone(), target.clone())),
@@ -116,11 +116,11 @@ pub(crate) fn apply(
         }
         Record::SetXattr { ino, name, value } => {
             let inode = inodes.get_mut(*ino).ok_or_else(|| missing(*ino))?;
-            inode.xattrs.insert(name.clone(), value.clone());
+            inode.set_xattr(name.clone(), value.clone());
         }
         Record::RemoveXattr { ino, name } => {
             let inode = inodes.get_mut(*ino).ok_or_else(|| missing(*ino))?;
-            inode.xattrs.remove(name);
+            inode.remove_xattr(name);
         }
         Record::MapExtent {
             ino,

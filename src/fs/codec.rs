@@ -10,7 +10,8 @@ use std::sync::{Arc, RwLock};
 
 use super::data::MAX_FILE_BYTES;
 use super::inode::{
-    DirSlot, Extent, InoMap, Inode, InodeAttrs, InodeRef, EXTENT_UNWRITTEN, MAX_EXTENT_BLOCKS,
+    Dir, DirSlot, Extent, ExtentMap, Inode, InodeAttrs, ShardedInodes, EXTENT_UNWRITTEN,
+    MAX_EXTENT_BLOCKS,
 };
 use super::{Error, FileKind, Ino, Result, Timestamp, NAME_MAX};
 use crate::store::BLOCK_SIZE;
@@ -231,8 +232,17 @@ impl<'a> Reader<'a> {
         Ok(self.take(n)?.to_vec())
     }
     fn name(&mut self) -> Result<Vec<u8>> {
-        let name = self.bytes_u16(NAME_MAX)?;
-        if !valid_name(&name) {
+        Ok(self.name_slice()?.to_vec())
+    }
+    /// A directory entry name, borrowed from the input (no copy where the
+    /// caller stores it in a form of its own).
+    fn name_slice(&mut self) -> Result<&'a [u8]> {
+        let n = self.u16()? as usize;
+        if n > NAME_MAX {
+            return Err(corrupt("field longer than its limit"));
+        }
+        let name = self.take(n)?;
+        if !valid_name(name) {
             return Err(corrupt("invalid directory entry name"));
         }
         Ok(name)
@@ -547,7 +557,7 @@ fn decode_record(r: &mut Reader<'_>) -> Result<Record> {
 pub(crate) struct CheckpointState {
     pub next_ino: u64,
     pub next_generation: u64,
-    pub inodes: InoMap<InodeRef>,
+    pub inodes: ShardedInodes,
 }
 
 /// Serialize the checkpoint header and then each inode via `each`.
@@ -567,9 +577,9 @@ pub(crate) fn encode_checkpoint_header(
 pub(crate) fn encode_checkpoint_inode(w: &mut Writer, ino: Ino, inode: &Inode) {
     w.u64(ino);
     w.attrs(&inode.attrs);
-    w.bytes_u16(&inode.target);
-    w.u32(inode.xattrs.len() as u32);
-    for (name, value) in &inode.xattrs {
+    w.bytes_u16(inode.target());
+    w.u32(inode.xattrs().len() as u32);
+    for (name, value) in inode.xattrs() {
         w.bytes_u16(name);
         w.bytes_u32(value);
     }
@@ -615,7 +625,7 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
     if count > (r.remaining() / 100) as u64 {
         return Err(corrupt("checkpoint inode count out of range"));
     }
-    let mut inodes = InoMap::with_capacity_and_hasher(count as usize, Default::default());
+    let mut inodes = ShardedInodes::with_capacity(count as usize);
     for _ in 0..count {
         let ino = r.u64()?;
         let attrs = r.attrs()?;
@@ -625,12 +635,15 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
         for _ in 0..xattr_count {
             let name = r.bytes_u16(XATTR_NAME_MAX)?;
             let value = r.bytes_u32(XATTR_VALUE_MAX)?;
-            inode.xattrs.insert(name, value);
+            inode.set_xattr(name, value);
         }
         let extent_count = r.u64()?;
         if extent_count > (r.remaining() / 25) as u64 {
             return Err(corrupt("checkpoint extent count out of range"));
         }
+        // Collected in file order (each extent starts at or after the end
+        // of the previous one: checked), then built in one go.
+        let mut extents = Vec::with_capacity(extent_count as usize);
         let mut prev_end = 0u64;
         for _ in 0..extent_count {
             let (file_block, phys_block, len_blocks, flags) = r.extent_fields()?;
@@ -638,16 +651,17 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
                 return Err(corrupt("checkpoint extents overlap or are too long"));
             }
             prev_end = file_block + len_blocks;
-            inode.extents.insert(
+            extents.push((
                 file_block,
                 Extent {
                     phys_block,
                     len_blocks: len_blocks as u32,
                     flags,
                 },
-            );
+            ));
             inode.alloc_blocks += len_blocks;
         }
+        inode.extents = ExtentMap::from_sorted(extents);
         let dirent_count = r.u64()?;
         if dirent_count > 0 && inode.attrs.kind != FileKind::Directory {
             return Err(corrupt("directory entries in a non-directory"));
@@ -656,18 +670,17 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
             return Err(corrupt("checkpoint entry count out of range"));
         }
         if let Some(dir) = inode.dir.as_mut() {
-            // Bounded by the input size (checked above); saves rehashing
-            // large directories entry by entry.
-            dir.by_name.reserve(dirent_count as usize);
+            // Bounded by the input size (checked above).
+            let mut entries = Vec::with_capacity(dirent_count as usize);
             for _ in 0..dirent_count {
-                let name = r.name()?;
+                let name = r.name_slice()?;
                 let child = r.u64()?;
                 let kind = r.kind()?;
                 let cookie = r.u64()?;
-                if !dir.insert(name, DirSlot { ino: child, kind }, cookie) {
-                    return Err(corrupt("duplicate directory entry name or cookie"));
-                }
+                entries.push((name, DirSlot { ino: child, kind }, cookie));
             }
+            **dir = Dir::from_entries(entries)
+                .ok_or_else(|| corrupt("duplicate directory entry name or cookie"))?;
         }
         if inodes.insert(ino, Arc::new(RwLock::new(inode))).is_some() {
             return Err(Error::Corrupt(format!("inode {ino} appears twice")));
@@ -818,7 +831,7 @@ mod tests {
             ));
         }
         let mut file = Inode::new(sample_attrs(FileKind::Regular), Vec::new());
-        file.xattrs.insert(b"user.k".to_vec(), b"v".to_vec());
+        file.set_xattr(b"user.k".to_vec(), b"v".to_vec());
         file.extents.insert(
             4,
             Extent {
@@ -835,10 +848,20 @@ mod tests {
         let state = decode_checkpoint(&w.buf).expect("decodes");
         assert_eq!(state.next_ino, 3);
         assert_eq!(state.inodes.len(), 2);
-        let f = state.inodes[&2].read().expect("unpoisoned");
+        let f = state
+            .inodes
+            .get(2)
+            .expect("inode 2")
+            .read()
+            .expect("unpoisoned");
         assert_eq!(f.extents, file.extents);
-        assert_eq!(f.xattrs, file.xattrs);
-        let d = state.inodes[&1].read().expect("unpoisoned");
+        assert_eq!(f.xattrs(), file.xattrs());
+        let d = state
+            .inodes
+            .get(1)
+            .expect("inode 1")
+            .read()
+            .expect("unpoisoned");
         assert_eq!(d.dir.as_ref().map(|d| d.by_cookie.len()), Some(1));
         for cut in 0..w.buf.len() {
             assert!(decode_checkpoint(&w.buf[..cut]).is_err(), "cut at {cut}");

@@ -110,7 +110,7 @@ const CAPABILITY_XATTR: &[u8] = b"security.capability";
 
 /// Queue the removal of `inode`'s file capabilities, if it has any.
 fn kill_capability(inode: &Inode, ino: Ino, records: &mut Vec<Record>) {
-    if inode.xattrs.contains_key(CAPABILITY_XATTR) {
+    if inode.xattrs().contains_key(CAPABILITY_XATTR) {
         records.push(Record::RemoveXattr {
             ino,
             name: CAPABILITY_XATTR.to_vec(),

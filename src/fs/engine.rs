@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use super::apply::{apply, InodeAccess};
 use super::codec::{self, Record, Writer};
-use super::inode::{InoMap, Inode, InodeAttrs};
+use super::inode::{InoMap, Inode, InodeAttrs, ShardedInodes, INODE_SHARDS};
 use std::collections::BTreeMap;
 
 use super::space::{OwnerKey, RefRun, Space};
@@ -26,7 +26,7 @@ use super::{Creds, Error, FileKind, Ino, OpenOptions, Result, Timestamp, ROOT_IN
 use crate::media::Media;
 use crate::store::{Access, FormatOptions, PhysExtent, Store, StoreError, BLOCK_SIZE};
 
-const SHARDS: usize = 64;
+const SHARDS: usize = INODE_SHARDS;
 
 pub(crate) use super::inode::InodeRef;
 
@@ -51,19 +51,11 @@ impl InodeTable {
     fn shard(&self, ino: Ino) -> &RwLock<InoMap<InodeRef>> {
         &self.shards[(ino as usize) % SHARDS]
     }
-    /// Build the table from a loaded map (mount), without per-insert locking.
-    fn from_map(inodes: InoMap<InodeRef>) -> InodeTable {
-        // Inode numbers are dense, so shards fill evenly: size them once
-        // instead of rehashing each one ~20 times on the way to 1M inodes.
-        let per_shard = inodes.len() / SHARDS + inodes.len() / (SHARDS * 8) + 16;
-        let mut shards: Vec<InoMap<InodeRef>> = (0..SHARDS)
-            .map(|_| InoMap::with_capacity_and_hasher(per_shard, Default::default()))
-            .collect();
-        for (ino, inode) in inodes {
-            shards[(ino as usize) % SHARDS].insert(ino, inode);
-        }
+    /// The table of the inodes loaded at mount: their shard maps as they
+    /// are, each behind its lock.
+    fn from_shards(inodes: ShardedInodes) -> InodeTable {
         InodeTable {
-            shards: shards.into_iter().map(RwLock::new).collect(),
+            shards: inodes.shards.into_iter().map(RwLock::new).collect(),
         }
     }
     pub fn get(&self, ino: Ino) -> Option<InodeRef> {
@@ -198,18 +190,29 @@ impl Fs {
             Access::ReadWrite
         };
         let started = std::time::Instant::now();
-        let (store, recovered) = Store::open(media.clone(), access)?;
+        // The checkpoint is decoded where it lies (checksum verified there),
+        // not from a fresh 100+ MiB copy: that copy cost page faults and a
+        // memcpy in every mount.
+        let (store, recovered) = Store::open_in_place(media.clone(), access)?;
         let geometry = store.geometry();
         let store_opened = started.elapsed();
         // Inodes are decoded straight into their shared form (one
         // allocation each, moved into the table by pointer), not into a map
         // of ~200-byte values copied into Arcs afterwards.
-        let mut inodes: InoMap<InodeRef> = InoMap::default();
+        let mut inodes = ShardedInodes::with_capacity(0);
         let mut next_ino = ROOT_INO + 1;
         let mut next_generation = 2;
-        let checkpoint_bytes = recovered.checkpoint.as_ref().map_or(0, |c| c.len() as u64);
-        if let Some(payload) = &recovered.checkpoint {
-            let state = codec::decode_checkpoint(payload)?;
+        let checkpoint_bytes = match (&recovered.checkpoint, &recovered.checkpoint_in_place) {
+            (Some(payload), _) => payload.len() as u64,
+            (None, Some(runs)) => runs.iter().map(|&(_, len)| len).sum(),
+            (None, None) => 0,
+        };
+        let state = match (&recovered.checkpoint, &recovered.checkpoint_in_place) {
+            (Some(payload), _) => Some(codec::decode_checkpoint(payload)?),
+            (None, Some(runs)) => Some(decode_checkpoint_in_place(media.as_ref(), runs)?),
+            (None, None) => None,
+        };
+        if let Some(state) = state {
             next_ino = next_ino.max(state.next_ino);
             next_generation = next_generation.max(state.next_generation);
             inodes = state.inodes;
@@ -223,13 +226,13 @@ impl Fs {
             }
         }
         let journal_replayed = started.elapsed();
-        match inodes.get(&ROOT_INO) {
+        match inodes.get(ROOT_INO) {
             Some(root) if rlock(root).attrs.kind == FileKind::Directory => {}
             _ => return Err(Error::Corrupt("no root directory".into())),
         }
         // One pass over the table (each pass is ~1M cache misses).
         let mut orphans: Vec<Ino> = Vec::new();
-        for (&ino, inode) in &inodes {
+        for (&ino, inode) in inodes.iter() {
             let inode = rlock(inode);
             next_ino = next_ino.max(ino.saturating_add(1));
             next_generation = next_generation.max(inode.attrs.generation.saturating_add(1));
@@ -245,7 +248,7 @@ impl Fs {
         )?;
         let space_derived = started.elapsed();
         let inode_count = inodes.len();
-        let table = InodeTable::from_map(inodes);
+        let table = InodeTable::from_shards(inodes);
         let table_built = started.elapsed();
         log::debug!(
             "open: {inode_count} inodes; store {store_opened:?}, checkpoint decode +{:?}, \
@@ -579,8 +582,37 @@ impl Drop for Fs {
 
 /// Rebuild refcounts, owner map and free space from the extent maps and the
 /// checkpoint's blocks (mount, scrub).
+/// Decode a checkpoint payload from its byte runs on media: straight from
+/// the mapping when it is one run (the usual case: checkpoints are
+/// allocated as one run when the pool allows), else from a copy.
+fn decode_checkpoint_in_place(
+    media: &dyn Media,
+    runs: &[(u64, u64)],
+) -> Result<codec::CheckpointState> {
+    if let [(off, len)] = runs {
+        let mut decoded = None;
+        media.with_slice(*off, *len, &mut |payload| {
+            decoded = Some(codec::decode_checkpoint(payload));
+        })?;
+        return decoded.unwrap_or_else(|| Err(Error::Corrupt("checkpoint was not read".into())));
+    }
+    let total: u64 = runs.iter().map(|&(_, len)| len).sum();
+    let mut payload = vec![
+        0u8;
+        usize::try_from(total)
+            .map_err(|_| Error::Invalid("checkpoint larger than memory"))?
+    ];
+    let mut filled = 0usize;
+    for &(off, len) in runs {
+        let len = len as usize;
+        media.read(off, &mut payload[filled..filled + len])?;
+        filled += len;
+    }
+    codec::decode_checkpoint(&payload)
+}
+
 pub(crate) fn derive_space(
-    inodes: &InoMap<InodeRef>,
+    inodes: &ShardedInodes,
     checkpoint_extents: &[PhysExtent],
     pool_start: u64,
     total_blocks: u64,
@@ -595,7 +627,7 @@ pub(crate) fn derive_space(
     // Most files have one extent or none: a good first size without an
     // extra pass over the table to count them.
     let mut owners: Vec<(OwnerKey, u32)> = Vec::with_capacity(inodes.len());
-    for (&ino, inode) in inodes {
+    for (&ino, inode) in inodes.iter() {
         let inode = rlock(inode);
         for (&fb, e) in &inode.extents {
             let len_blocks = e.len_blocks as u64;
@@ -721,6 +753,54 @@ mod tests {
             }
         }
         counts
+    }
+
+    #[test]
+    fn checkpoints_decode_in_place_from_one_run_or_several() {
+        let mut symlink = Inode::new(
+            InodeAttrs {
+                kind: FileKind::Symlink,
+                perm: 0o777,
+                nlink: 1,
+                uid: 1,
+                gid: 2,
+                rdev: 0,
+                size: 6,
+                atime: Timestamp { secs: 1, nanos: 2 },
+                mtime: Timestamp { secs: 3, nanos: 4 },
+                ctime: Timestamp { secs: 5, nanos: 6 },
+                btime: Timestamp { secs: -7, nanos: 8 },
+                generation: 9,
+                parent: 0,
+                next_cookie: 0,
+            },
+            b"target".to_vec(),
+        );
+        symlink.set_xattr(b"user.a".to_vec(), b"b".to_vec());
+        let mut w = Writer::default();
+        codec::encode_checkpoint_header(&mut w, 8, 10, 1);
+        codec::encode_checkpoint_inode(&mut w, 7, &symlink);
+        let payload = w.buf;
+        let media = crate::media::SimMedia::new(1 << 20);
+        let split = payload.len() / 3;
+        media.write(4096, &payload).expect("write");
+        media.write(65536, &payload[..split]).expect("write");
+        media.write(131072, &payload[split..]).expect("write");
+        let one_run = [(4096, payload.len() as u64)];
+        let two_runs = [
+            (65536, split as u64),
+            (131072, (payload.len() - split) as u64),
+        ];
+        for runs in [&one_run[..], &two_runs[..]] {
+            let state = decode_checkpoint_in_place(&media, runs).expect("decodes");
+            assert_eq!((state.next_ino, state.next_generation), (8, 10));
+            let inode = rlock(state.inodes.get(7).expect("inode 7"));
+            assert_eq!(inode.target(), b"target");
+            assert_eq!(inode.xattrs().get(&b"user.a"[..]), Some(&b"b".to_vec()));
+        }
+        // A run cut short is refused, not misread.
+        let short = [(4096, payload.len() as u64 - 1)];
+        assert!(decode_checkpoint_in_place(&media, &short).is_err());
     }
 
     proptest! {

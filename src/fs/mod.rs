@@ -160,7 +160,12 @@ impl FileKind {
 }
 
 /// A timestamp with nanosecond precision (seconds may be negative).
+///
+/// Packed to 4-byte alignment: 12 bytes instead of 16 (4 bytes of padding
+/// after `nanos`), which saves 16 bytes per inode in DRAM (four of them in
+/// every inode's attributes). Fields are read by value, never borrowed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(C, packed(4))]
 pub struct Timestamp {
     pub secs: i64,
     pub nanos: u32,

@@ -106,7 +106,7 @@ impl Edits {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
                 let g = guard(guards, ino)?;
-                v.insert((g.attrs.clone(), g.target.clone()))
+                v.insert((g.attrs.clone(), g.target().to_vec()))
             }
         };
         Ok(&mut slot.0)
@@ -348,7 +348,7 @@ impl Fs {
         if inode.attrs.kind != FileKind::Symlink {
             return Err(Error::Invalid("not a symlink"));
         }
-        Ok(inode.target.clone())
+        Ok(inode.target().to_vec())
     }
 
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr> {
@@ -825,7 +825,7 @@ impl Fs {
         let records = [Record::PutInode {
             ino,
             attrs: inode.attrs.clone(),
-            target: inode.target.clone(),
+            target: inode.target().to_vec(),
         }];
         let mut access = LiveAccess::new(&mut guards);
         self.commit(&records, &mut access, false)?;
@@ -855,7 +855,7 @@ impl Fs {
         if inode.deleted {
             return Err(Error::NotFound);
         }
-        inode.xattrs.get(name).cloned().ok_or(Error::NoAttr)
+        inode.xattrs().get(name).cloned().ok_or(Error::NoAttr)
     }
 
     pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrSetMode) -> Result<()> {
@@ -871,7 +871,7 @@ impl Fs {
                 return Err(Error::NotFound);
             }
             check_xattr_kind(inode, name)?;
-            let exists = inode.xattrs.contains_key(name);
+            let exists = inode.xattrs().contains_key(name);
             match mode {
                 XattrSetMode::Create if exists => return Err(Error::Exists),
                 XattrSetMode::Replace if !exists => return Err(Error::NoAttr),
@@ -898,7 +898,7 @@ impl Fs {
         if inode.deleted {
             return Err(Error::NotFound);
         }
-        Ok(inode.xattrs.keys().cloned().collect())
+        Ok(inode.xattrs().keys().cloned().collect())
     }
 
     pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
@@ -910,7 +910,7 @@ impl Fs {
             if inode.deleted {
                 return Err(Error::NotFound);
             }
-            if !inode.xattrs.contains_key(name) {
+            if !inode.xattrs().contains_key(name) {
                 return Err(Error::NoAttr);
             }
             let mut edits = Edits::default();

@@ -121,6 +121,32 @@ fn payload_runs(extents: &[PhysExtent], payload_bytes: u64) -> Vec<(u64, u64)> {
     runs
 }
 
+/// Verify the payload's checksum where it lies, without copying it; its
+/// byte runs on media, in order, for the caller to read in place.
+pub fn verify_payload_in_place(
+    media: &dyn Media,
+    uuid: &[u8; 16],
+    descriptor: &Descriptor,
+) -> Result<Vec<(u64, u64)>, String> {
+    // Bounded by read_descriptor: payload_bytes fits inside pool extents.
+    let runs = payload_runs(&descriptor.extents, descriptor.payload_bytes);
+    let mut computed = crc32c::crc32c(uuid);
+    for &(off, len) in &runs {
+        media
+            .with_slice(off, len, &mut |bytes| {
+                computed = crc32c::crc32c_append(computed, bytes);
+            })
+            .map_err(|e| format!("reading checkpoint payload: {e}"))?;
+    }
+    if computed != descriptor.payload_crc {
+        return Err(format!(
+            "checkpoint payload checksum mismatch (stored {:#010x}, computed {computed:#010x})",
+            descriptor.payload_crc
+        ));
+    }
+    Ok(runs)
+}
+
 /// Write descriptor and payload (not yet published), persist them, fence.
 /// `extents` must have passed [`check_extents`] with enough blocks.
 pub fn write(

@@ -128,7 +128,7 @@ pub fn inspect(media: &dyn Media) -> Inspection {
         let bad = descriptor.is_err() || matches!(payload, Some(Err(_)));
         if bad {
             inspection.fallback = Some(
-                Store::fallback(media, &sb, other.as_ref())
+                Store::fallback(media, &sb, other.as_ref(), false)
                     .map(|(fallback_slot, _, _)| fallback_slot),
             );
         }
