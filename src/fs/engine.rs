@@ -99,6 +99,11 @@ pub struct Fs {
     /// estimate of the next checkpoint's size (space reserve).
     pub(crate) last_checkpoint_bytes: AtomicU64,
     pub(crate) journaled_bytes: AtomicU64,
+    /// Whether the journal was more than half full after the last commit or
+    /// checkpoint: the cue for `mutating` to checkpoint first. Kept here so
+    /// that every operation (an in-place write included) need not take the
+    /// store lock, which a commit holds across its fence.
+    journal_past_half: AtomicBool,
 }
 
 /// Inodes locked by one operation, plus those it creates and deletes.
@@ -272,7 +277,9 @@ impl Fs {
             poisoned: AtomicBool::new(false),
             last_checkpoint_bytes: AtomicU64::new(checkpoint_bytes),
             journaled_bytes: AtomicU64::new(journaled),
+            journal_past_half: AtomicBool::new(false),
         };
+        fs.note_journal_fill(&mlock(&fs.store));
         fs.update_reserve();
         if !fs.read_only {
             for ino in orphans {
@@ -358,8 +365,15 @@ impl Fs {
     }
 
     fn journal_half_full(&self) -> bool {
-        let store = mlock(&self.store);
-        store.journal_free_bytes().saturating_mul(2) < store.journal_capacity_bytes()
+        self.journal_past_half.load(Ordering::Relaxed)
+    }
+
+    /// Record the journal's fill level; call with the store locked after
+    /// anything that changes it (commit, checkpoint, open).
+    fn note_journal_fill(&self, store: &Store) {
+        let past_half =
+            store.journal_free_bytes().saturating_mul(2) < store.journal_capacity_bytes();
+        self.journal_past_half.store(past_half, Ordering::Relaxed);
     }
 
     /// Look up an inode Arc.
@@ -436,6 +450,7 @@ impl Fs {
             };
             self.journaled_bytes
                 .fetch_add(payload.len() as u64, Ordering::Relaxed);
+            self.note_journal_fill(&store);
             space.checkpoint_reserve_blocks = self.reserve_for(&store, 0);
             space.release_durable(store.durable_seq());
             seq
@@ -554,6 +569,7 @@ impl Fs {
         self.last_checkpoint_bytes
             .store(payload.len() as u64, Ordering::Relaxed);
         self.journaled_bytes.store(0, Ordering::Relaxed);
+        self.note_journal_fill(&store);
         space.checkpoint_reserve_blocks = self.reserve_for(&store, 0);
         drop(store);
         drop(space);
