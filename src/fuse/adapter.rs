@@ -384,10 +384,12 @@ impl CowdaxFs {
             ctime: Some(attr.ctime),
             ..SetAttr::default()
         };
-        // No invalidation needed: the kernel drops its cached atime after
-        // every read it sends (fuse_invalidate_atime).
-        if let Err(err) = self.fs.setattr(ino, &set) {
-            log::debug!("inode {ino}: atime update failed: {err}");
+        // The kernel drops its cached atime when the read completes, but
+        // that is before this update (it follows the reply): a stat in
+        // between caches the old atime for attr_timeout. Drop it again.
+        match self.fs.setattr(ino, &set) {
+            Ok(_) => self.invalidate_cached_attributes(ino),
+            Err(err) => log::debug!("inode {ino}: atime update failed: {err}"),
         }
     }
 

@@ -17,7 +17,7 @@ pub const MAX_WRITE_LIMIT_BYTES: u32 = 1 << 20;
 /// and attributes either passes through the kernel (which updates or drops
 /// its copy) or is made by the daemon itself, which then invalidates the
 /// kernel's copy (privilege killing after fallocate/copy, clone and
-/// dedupe; the kernel itself drops its atime after each read it sends). The lifetime only bounds the damage of a missed
+/// dedupe, atime updates after reads). The lifetime only bounds the damage of a missed
 /// invalidation. With 1 s every path walk more than a second after the
 /// last one costs a LOOKUP round trip per component (docs/FUSE.md).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);

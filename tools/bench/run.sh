@@ -5,8 +5,8 @@
 # metadata helper) on each, repeats everything, and renders a report.
 #
 #   tools/bench/run.sh [--quick] [--repeats N] [--targets a,b,...]
-#                      [--size SIZE] [--runtime SECONDS] [--meta-files N]
-#                      [--out DIR] [--publish DIR]
+#                      [--jobs a,b,...] [--size SIZE] [--runtime SECONDS]
+#                      [--meta-files N] [--out DIR] [--publish DIR]
 #
 # See docs/BENCHMARKS.md for what each job measures and how to read the
 # ratios. Needs root (mount, losetup), fio, python3, cc, pkg-config and the
@@ -35,6 +35,7 @@ all_jobs=(
 
 quick=0
 repeats=3
+jobs_csv=
 # Default: every target, plus cowdax with its direct_io option (no page
 # cache in front of the media), whose trade-off is part of the picture.
 targets_csv=$(IFS=,; echo "${all_targets[*]},cowdax@direct_io")
@@ -53,6 +54,7 @@ while (($#)); do
         --quick) quick=1 ;;
         --repeats) repeats=${2:?}; shift ;;
         --targets) targets_csv=${2:?}; shift ;;
+        --jobs) jobs_csv=${2:?}; shift ;;
         --size) file_size=${2:?}; shift ;;
         --runtime) runtime_seconds=${2:?}; shift ;;
         --meta-files) meta_files=${2:?}; shift ;;
@@ -80,6 +82,28 @@ if ! [[ $repeats =~ ^[0-9]+$ ]] || ((repeats < 1)); then
 fi
 if ((repeats < 3)); then
     echo "run.sh: warning: fewer than 3 repeats; min-max ranges will be thin" >&2
+fi
+
+# --jobs: a subset of the fio jobs, plus `copy` and `metadata`.
+if [[ -n $jobs_csv ]]; then
+    IFS=, read -r -a wanted_jobs <<<"$jobs_csv"
+    for job in "${wanted_jobs[@]}"; do
+        if [[ " ${all_jobs[*]} copy metadata " != *" $job "* ]]; then
+            echo "run.sh: unknown job '$job' (known: ${all_jobs[*]} copy metadata)" >&2
+            exit 1
+        fi
+    done
+    selected_jobs=()
+    for job in "${all_jobs[@]}"; do
+        if [[ " ${wanted_jobs[*]} " == *" $job "* ]]; then selected_jobs+=("$job"); fi
+    done
+    extra_jobs=()
+    for job in copy metadata; do
+        if [[ " ${wanted_jobs[*]} " == *" $job "* ]]; then extra_jobs+=("$job"); fi
+    done
+    all_jobs=("${selected_jobs[@]}")
+else
+    extra_jobs=(copy metadata)
 fi
 
 IFS=, read -r -a targets <<<"$targets_csv"
@@ -545,7 +569,7 @@ bench_target() {
         local mount_path=${data_dir:-$bench_file1}
         echo "findmnt=$(findmnt -rn -o FSTYPE,OPTIONS --mountpoint "$mount_path" | head -n 1)"
         echo "daemon=$( [[ -n $daemon_pid ]] && echo yes || echo no)"
-        for job in "${all_jobs[@]}" copy metadata; do
+        for job in "${all_jobs[@]}" "${extra_jobs[@]}"; do
             local reason note
             reason=$(job_na_reason "$target" "$job")
             note=$(job_note "$target" "$job")
@@ -571,10 +595,10 @@ bench_target() {
             if [[ -n $(job_na_reason "$target" "$job") ]]; then continue; fi
             run_fio_job "$target" "$job" "$rep"
         done
-        if [[ -z $(job_na_reason "$target" copy) ]]; then
+        if [[ " ${extra_jobs[*]} " == *" copy "* && -z $(job_na_reason "$target" copy) ]]; then
             run_copy_job "$target" "$rep"
         fi
-        if [[ -z $(job_na_reason "$target" metadata) ]]; then
+        if [[ " ${extra_jobs[*]} " == *" metadata "* && -z $(job_na_reason "$target" metadata) ]]; then
             run_metadata_job "$target" "$rep"
         fi
     done
@@ -590,7 +614,7 @@ for target in "${targets[@]}"; do
 done
 
 echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$out_dir/system.env"
-printf '%s\n' "${all_jobs[@]}" copy metadata >"$out_dir/jobs.list"
+printf '%s\n' "${all_jobs[@]}" "${extra_jobs[@]}" >"$out_dir/jobs.list"
 printf '%s\n' "${targets[@]}" >"$out_dir/targets.list"
 
 log "rendering the report"
