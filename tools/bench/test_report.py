@@ -123,12 +123,22 @@ class ReportTests(unittest.TestCase):
         self.assertEqual(summary["rows"][0]["targets"]["cowdax"]["state"], "n/a")
         self.assertIn("target unavailable: no cowdax binary", markdown)
 
-    def test_busy_machine_is_reported(self):
+    def test_only_the_load_before_the_run_judges_idleness(self):
+        # The synthetic run has load 0.10 before and 2.00 after: the after
+        # figure is the run's own work, so no warning.
         results = ResultsDir(self.tmp.name, ["tmpfs"], ["randread-4k-direct"])
         results.add_run("tmpfs", "randread-4k-direct", 1, fio_document(10.0, 0, 4096, 1))
         markdown, *_ = report.build(results.root)
-        self.assertIn("load average after the run was 2.00", markdown)
-        self.assertNotIn("load average before the run", markdown)
+        self.assertNotIn("**Warning:** load average", markdown)
+        self.assertIn("| load average after (includes the run's own last minute) | 2.00 1.00 0.50 |", markdown)
+
+    def test_busy_machine_before_the_run_is_reported(self):
+        results = ResultsDir(self.tmp.name, ["tmpfs"], ["randread-4k-direct"])
+        env = results.root / "system.env"
+        env.write_text(env.read_text().replace("loadavg_before=0.10 0.10 0.10", "loadavg_before=1.50 1.00 0.80"))
+        results.add_run("tmpfs", "randread-4k-direct", 1, fio_document(10.0, 0, 4096, 1))
+        markdown, *_ = report.build(results.root)
+        self.assertIn("load average before the run was 1.50", markdown)
 
     def test_daemon_cpu_is_charged_per_gib_moved(self):
         results = ResultsDir(self.tmp.name, ["bindfs"], ["seqwrite-1m-direct"])
