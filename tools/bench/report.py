@@ -263,6 +263,9 @@ def build(results_dir):
     if mode == "quick":
         add("> **Smoke run (`--quick`)**: small files and 1-second jobs. Figures are noisy and only show that every target and job runs; do not quote them as performance.")
         add("")
+    if system.get("run_note"):
+        add(f"> **Note:** {system['run_note']}")
+        add("")
     load_before = system.get("loadavg_before", "?")
     load_after = system.get("loadavg_after", "?")
     # Only the load before the run says whether something else was busy: the

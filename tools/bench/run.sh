@@ -117,6 +117,15 @@ for target in "${targets[@]}"; do
     fi
 done
 
+# passthrough_ll keeps an open file descriptor per inode it has seen: the
+# metadata job's files must stay below the limit (it ran out at 20,000 on
+# a machine whose hard limit is 20,000). Raise it where allowed; warn when
+# the metadata job will not fit.
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if (($(ulimit -n) < meta_files + 1000)); then
+    echo "run.sh: warning: open-file limit $(ulimit -n) is below --meta-files $meta_files + 1000: passthrough_ll's metadata job will fail (use --meta-files $(($(ulimit -n) - 1000)))" >&2
+fi
+
 if [[ $(id -u) != 0 ]]; then
     echo "run.sh: must run as root (mount, losetup)" >&2
     exit 1
@@ -274,10 +283,12 @@ must() {
 }
 
 image_bytes_for_files() {
-    # Two fio files plus room for metadata, journals and the metadata job.
+    # Two fio files, the copy job's full copy (filesystems without reflink
+    # store it), and room for metadata, journals, ext4's 5 % reserve and
+    # the metadata job.
     local file_bytes
     file_bytes=$(numfmt --from=iec "${file_size^^}")
-    echo $((file_bytes * 2 + file_bytes / 2 + 512 * 1024 * 1024))
+    echo $((file_bytes * 3 + file_bytes / 2 + 512 * 1024 * 1024))
 }
 
 make_loop_image() {
@@ -538,7 +549,10 @@ run_metadata_job() {
     local meta_dir=$data_dir/metabench.rep$rep
     mkdir -p "$meta_dir"
     run_one "$target" metadata "$rep" "$bin_dir/metabench" "$meta_dir" "$meta_files" 4096
-    rm -rf "$meta_dir"
+    # A target that failed the job may refuse the cleanup too: record it,
+    # do not end the whole run (the target's teardown removes its files).
+    rm -rf "$meta_dir" 2>>"$out_dir/logs/cleanup.log" ||
+        log "  $target: could not remove the metadata directory of repeat $rep"
 }
 
 lay_out_file() {
