@@ -428,6 +428,13 @@ impl CowdaxFs {
         Ok(())
     }
 
+    /// release and releasedir: forget the handle, then let the core drop
+    /// the open reference (an unlinked inode may go with it).
+    fn release_handle(&self, ino: Ino, fh: u64, reply: ReplyEmpty) {
+        let ino = self.handles.remove(fh).map_or(ino, |file| file.ino);
+        reply_empty(reply, self.fs.release_inode(ino));
+    }
+
     fn open_flags_for_file(&self) -> FopenFlags {
         // keep_cache: see the module docs. NOFLUSH saves a round trip per
         // close; our writes are synchronous, so flush has nothing to report
@@ -788,11 +795,7 @@ impl Filesystem for CowdaxFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let ino = self.handles.remove(fh.0).map_or(ino.0, |file| file.ino);
-        match self.fs.release_inode(ino) {
-            Ok(()) => reply.ok(),
-            Err(err) => reply.error(errno_of(&err)),
-        }
+        self.release_handle(ino.0, fh.0, reply);
     }
 
     fn fsync(
@@ -803,10 +806,7 @@ impl Filesystem for CowdaxFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsync(ino.0, datasync) {
-            Ok(()) => reply.ok(),
-            Err(err) => reply.error(errno_of(&err)),
-        }
+        reply_empty(reply, self.fs.fsync(ino.0, datasync));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -893,11 +893,7 @@ impl Filesystem for CowdaxFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let ino = self.handles.remove(fh.0).map_or(ino.0, |file| file.ino);
-        match self.fs.release_inode(ino) {
-            Ok(()) => reply.ok(),
-            Err(err) => reply.error(errno_of(&err)),
-        }
+        self.release_handle(ino.0, fh.0, reply);
     }
 
     fn fsyncdir(
@@ -908,10 +904,7 @@ impl Filesystem for CowdaxFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsync(ino.0, datasync) {
-            Ok(()) => reply.ok(),
-            Err(err) => reply.error(errno_of(&err)),
-        }
+        reply_empty(reply, self.fs.fsync(ino.0, datasync));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -1165,6 +1158,13 @@ impl Filesystem for CowdaxFs {
             // makes the kernel fall back to a byte copy for this call only.
             Err(err) => reply.error(errno_of(&err)),
         }
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, result: fs::Result<()>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(err) => reply.error(errno_of(&err)),
     }
 }
 
