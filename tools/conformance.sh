@@ -4,7 +4,7 @@
 #
 # Usage: tools/conformance.sh [--min-pass N] [--fsx-seeds N] [--fsx-ops N]
 #                             [--skip-pjdfstest] [--skip-fsx] [--keep]
-#                             [--options OPTS]   (more -o mount options, e.g. direct_io)
+#                             [--options OPTS]   (more -o mount options, e.g. cache=page)
 # Environment: COWDAX=/path/to/cowdax (default: builds target/release/cowdax).
 #
 # Needs root (mounting, pjdfstest's credential switches) and /dev/fuse.

@@ -21,11 +21,15 @@ Mount options (-o, comma-separated, may repeat):
   subtype=cowdax                 accepted; the type is always fuse.cowdax
   auto_unmount                   unmount if the daemon dies (needs allow_other/allow_root)
   threads=N                      worker threads (default: one per CPU)
+  cache=auto|page|direct         which opens use the kernel page cache:
+                                 auto (default) caches read-only opens and
+                                 sends writes straight to the media; page
+                                 caches every open; direct none, like DAX.
+                                 mmap works in every mode
+  direct_io, nodirect_io         the same as cache=direct, cache=page
   writeback_cache, nowriteback_cache
-                                 kernel write-back caching (default: off)
-  direct_io, nodirect_io         read and write without the kernel page cache,
-                                 straight to the media, like DAX (default: off;
-                                 mmap still works)
+                                 kernel write-back caching (default: off;
+                                 implies cache=page)
   max_write=BYTES                largest write request, up to 1M (default 1M)
   attr_timeout=SECS, entry_timeout=SECS
                                  kernel cache lifetimes (default 60)

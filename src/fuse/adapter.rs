@@ -2,10 +2,12 @@
 //! filesystem core ([`crate::fs::Fs`]) and core errors into errno values
 //! (only through [`crate::fs::Error::errno`]).
 //!
-//! Cache policy (see docs/FUSE.md): regular files are served through the
-//! kernel page cache (no `direct_io`) so that `mmap` — shared or private,
-//! read or write — works and stays coherent with read/write; `keep_cache`
-//! is safe because every change of file contents passes through this
+//! Cache policy (see docs/FUSE.md): by default (`cache=auto`) read-only
+//! opens of regular files are served through the kernel page cache and
+//! opens for writing bypass it (`FOPEN_DIRECT_IO`); `mmap` — shared or
+//! private, read or write — always goes through the page cache
+//! (`DIRECT_IO_ALLOW_MMAP`) and the kernel keeps it coherent with direct
+//! reads and writes; `keep_cache` is safe because every change of file contents passes through this
 //! kernel, except remaps by the private ioctls, which invalidate the
 //! destination range explicitly ([`CacheInvalidator`]).
 
@@ -26,7 +28,7 @@ use fuser::{
 use super::acl::{self, Acl};
 use super::handles::HandleTable;
 use super::ioctl::{self, IoctlRequest};
-use super::options::{AtimePolicy, MountOptions};
+use super::options::{AtimePolicy, CacheMode, MountOptions};
 use crate::fs::{
     self, Attr, Creds, FallocMode, FileKind, Fs, Ino, RenameFlags, SetAttr, TimeOrNow, Timestamp,
     Whence, XattrSetMode,
@@ -100,7 +102,7 @@ pub struct AdapterConfig {
     pub attr_ttl: Duration,
     pub entry_ttl: Duration,
     pub writeback_cache: bool,
-    pub direct_io: bool,
+    pub cache: CacheMode,
     pub max_write_bytes: u32,
     pub atime: AtimePolicy,
     pub read_only: bool,
@@ -112,7 +114,7 @@ impl AdapterConfig {
             attr_ttl: opts.attr_timeout,
             entry_ttl: opts.entry_timeout,
             writeback_cache: opts.writeback_cache,
-            direct_io: opts.direct_io,
+            cache: opts.cache,
             max_write_bytes: opts.max_write_bytes,
             atime: if opts.read_only {
                 AtimePolicy::Never
@@ -435,7 +437,7 @@ impl CowdaxFs {
         reply_empty(reply, self.fs.release_inode(ino));
     }
 
-    fn open_flags_for_file(&self) -> FopenFlags {
+    fn open_flags_for_file(&self, open_flags: i32) -> FopenFlags {
         // keep_cache: see the module docs. NOFLUSH saves a round trip per
         // close; our writes are synchronous, so flush has nothing to report
         // (with writeback cache the kernel sends FLUSH regardless).
@@ -443,10 +445,12 @@ impl CowdaxFs {
         if !self.config.writeback_cache {
             flags |= FopenFlags::FOPEN_NOFLUSH;
         }
-        if self.config.direct_io {
-            // Reads and writes skip the page cache; mmap keeps using it
-            // (DIRECT_IO_ALLOW_MMAP), and the kernel keeps the two
-            // coherent around direct writes.
+        if self.config.cache.bypasses_page_cache(open_flags) {
+            // Reads and writes through this open skip the page cache; mmap
+            // keeps using it (DIRECT_IO_ALLOW_MMAP), and the kernel writes
+            // back and drops cached pages around each direct write, so
+            // page-cached opens and mappings of the same file stay coherent
+            // (tests/fuse_cache_modes.rs).
             flags |= FopenFlags::FOPEN_DIRECT_IO;
         }
         flags
@@ -481,7 +485,7 @@ impl Filesystem for CowdaxFs {
         if self.config.writeback_cache {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
-        if self.config.direct_io {
+        if self.config.cache != CacheMode::Page {
             wanted |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         }
         for flag in wanted.iter() {
@@ -490,8 +494,11 @@ impl Filesystem for CowdaxFs {
                 if unsupported.contains(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP) {
                     // Without it mmap of a direct_io file fails (ENODEV):
                     // keep the page cache rather than break mmap.
-                    log::warn!("direct_io needs Linux 6.6 or later (mmap of direct_io files); using the page cache");
-                    self.config.direct_io = false;
+                    log::warn!(
+                        "cache={} needs Linux 6.6 or later (mmap of direct_io files); using cache=page",
+                        self.config.cache.name()
+                    );
+                    self.config.cache = CacheMode::Page;
                 }
             }
         }
@@ -509,8 +516,9 @@ impl Filesystem for CowdaxFs {
         }
         let _ = config.set_max_background(64);
         log::info!(
-            "FUSE session initialised: max_write {} bytes, writeback cache {}",
+            "FUSE session initialised: max_write {} bytes, cache={}, writeback cache {}",
             self.config.max_write_bytes,
+            self.config.cache.name(),
             if self.config.writeback_cache {
                 "on"
             } else {
@@ -716,7 +724,7 @@ impl Filesystem for CowdaxFs {
             return;
         }
         let fh = self.handles.insert(ino.0, flags.0, false);
-        reply.opened(FileHandle(fh), self.open_flags_for_file());
+        reply.opened(FileHandle(fh), self.open_flags_for_file(flags.0));
     }
 
     fn read(
@@ -1033,7 +1041,7 @@ impl Filesystem for CowdaxFs {
             &to_file_attr(&attr),
             Generation(attr.generation),
             FileHandle(fh),
-            self.open_flags_for_file(),
+            self.open_flags_for_file(flags),
         );
     }
 

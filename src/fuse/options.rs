@@ -35,6 +35,41 @@ pub enum AtimePolicy {
     Always,
 }
 
+/// Which opens of regular files go through the kernel page cache
+/// (`cache=`; docs/FUSE.md "Caching and coherence").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheMode {
+    /// `cache=auto` (default): read-only opens use the page cache, so data
+    /// that is read again costs no round trip; opens for writing bypass it
+    /// (`FOPEN_DIRECT_IO`), so a write is one copy from the caller to the
+    /// media instead of a copy into the page cache and a second one out.
+    Auto,
+    /// `cache=page` (`nodirect_io`): every open uses the page cache.
+    Page,
+    /// `cache=direct` (`direct_io`): no open uses the page cache for
+    /// read/write, like a DAX filesystem. mmap works through it in every mode.
+    Direct,
+}
+
+impl CacheMode {
+    /// Whether an open with these `open(2)` flags bypasses the page cache.
+    pub fn bypasses_page_cache(self, open_flags: i32) -> bool {
+        match self {
+            CacheMode::Page => false,
+            CacheMode::Direct => true,
+            CacheMode::Auto => open_flags & libc::O_ACCMODE != libc::O_RDONLY,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheMode::Auto => "auto",
+            CacheMode::Page => "page",
+            CacheMode::Direct => "direct",
+        }
+    }
+}
+
 /// Who may use the mount besides the user that mounted it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -73,10 +108,11 @@ pub struct MountOptions {
     /// Worker threads (`threads=N`); `None` = one per CPU.
     pub threads: Option<usize>,
     pub writeback_cache: bool,
-    /// `direct_io`: reads and writes bypass the kernel page cache and go
-    /// straight to the mapping (what a DAX filesystem does); mmap still
-    /// works through the page cache.
-    pub direct_io: bool,
+    /// `cache=`, `direct_io`, `nodirect_io`: which opens use the page cache.
+    pub cache: CacheMode,
+    /// Whether `cache` was chosen by an option (else `writeback_cache`
+    /// switches the default to `Page`).
+    pub cache_given: bool,
     pub max_write_bytes: u32,
     pub attr_timeout: Duration,
     pub entry_timeout: Duration,
@@ -104,7 +140,8 @@ impl Default for MountOptions {
             remount: false,
             threads: None,
             writeback_cache: false,
-            direct_io: false,
+            cache: CacheMode::Auto,
+            cache_given: false,
             max_write_bytes: MAX_WRITE_LIMIT_BYTES,
             attr_timeout: DEFAULT_TTL,
             entry_timeout: DEFAULT_TTL,
@@ -202,11 +239,15 @@ impl MountOptions {
                     .to_string(),
             ));
         }
-        if opts.direct_io && opts.writeback_cache {
-            return Err(OptionError(
-                "options direct_io and writeback_cache exclude each other (direct_io bypasses the cache)"
-                    .to_string(),
-            ));
+        if opts.writeback_cache {
+            // Write-back caching needs writes to go through the page cache.
+            if opts.cache_given && opts.cache != CacheMode::Page {
+                return Err(OptionError(format!(
+                    "options cache={} and writeback_cache exclude each other (writes would bypass the cache)",
+                    opts.cache.name()
+                )));
+            }
+            opts.cache = CacheMode::Page;
         }
         if opts.auto_unmount && opts.access == Access::Owner {
             return Err(OptionError(
@@ -354,13 +395,29 @@ impl MountOptions {
                 no_value()?;
                 self.writeback_cache = true
             }
+            "cache" => {
+                let value = need_value()?;
+                self.cache = match value {
+                    "auto" => CacheMode::Auto,
+                    "page" => CacheMode::Page,
+                    "direct" => CacheMode::Direct,
+                    _ => {
+                        return Err(OptionError(format!(
+                            "option cache={value}: must be auto, page or direct"
+                        )))
+                    }
+                };
+                self.cache_given = true;
+            }
             "direct_io" => {
                 no_value()?;
-                self.direct_io = true
+                self.cache = CacheMode::Direct;
+                self.cache_given = true;
             }
             "nodirect_io" | "no_direct_io" => {
                 no_value()?;
-                self.direct_io = false
+                self.cache = CacheMode::Page;
+                self.cache_given = true;
             }
             "nowriteback_cache" | "no_writeback_cache" => {
                 no_value()?;
@@ -464,17 +521,39 @@ mod tests {
     }
 
     #[test]
-    fn direct_io_is_parsed_and_excludes_writeback_cache() {
-        assert!(MountOptions::parse(&["direct_io"]).unwrap().direct_io);
-        assert!(
-            !MountOptions::parse(&["direct_io,nodirect_io"])
-                .unwrap()
-                .direct_io
-        );
-        assert!(!MountOptions::parse(&["rw"]).unwrap().direct_io);
-        assert!(MountOptions::parse(&["direct_io=1"]).is_err());
-        let err = MountOptions::parse(&["direct_io,writeback_cache"]).unwrap_err();
-        assert!(err.to_string().contains("exclude"), "{err}");
+    fn cache_modes_are_parsed_and_direct_ones_exclude_writeback_cache() {
+        let cache = |opts: &str| MountOptions::parse(&[opts]).map(|o| o.cache);
+        assert_eq!(cache("rw"), Ok(CacheMode::Auto));
+        assert_eq!(cache("cache=auto"), Ok(CacheMode::Auto));
+        assert_eq!(cache("cache=page"), Ok(CacheMode::Page));
+        assert_eq!(cache("cache=direct"), Ok(CacheMode::Direct));
+        assert_eq!(cache("direct_io"), Ok(CacheMode::Direct));
+        assert_eq!(cache("direct_io,nodirect_io"), Ok(CacheMode::Page));
+        assert_eq!(cache("cache=direct,cache=auto"), Ok(CacheMode::Auto));
+        assert!(cache("cache").is_err());
+        assert!(cache("cache=never").is_err());
+        assert!(cache("direct_io=1").is_err());
+        // writeback_cache needs cached writes: the default gives way, an
+        // explicit direct mode is refused.
+        assert_eq!(cache("writeback_cache"), Ok(CacheMode::Page));
+        assert_eq!(cache("cache=page,writeback_cache"), Ok(CacheMode::Page));
+        for direct in ["direct_io", "cache=direct", "cache=auto"] {
+            let err = MountOptions::parse(&[direct, "writeback_cache"]).unwrap_err();
+            assert!(err.to_string().contains("exclude"), "{direct}: {err}");
+        }
+    }
+
+    #[test]
+    fn cache_modes_choose_by_access_mode() {
+        use libc::{O_APPEND, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY};
+        for flags in [O_RDONLY, O_WRONLY, O_RDWR, O_WRONLY | O_APPEND | O_TRUNC] {
+            assert!(!CacheMode::Page.bypasses_page_cache(flags));
+            assert!(CacheMode::Direct.bypasses_page_cache(flags));
+            assert_eq!(
+                CacheMode::Auto.bypasses_page_cache(flags),
+                flags != O_RDONLY
+            );
+        }
     }
 
     #[test]
