@@ -286,7 +286,7 @@ def build(results_dir):
     add("|---|---|")
     for key, label in (
         ("date_utc", "date (UTC)"), ("kernel", "kernel"), ("cpu", "CPU"), ("cpus", "CPUs"),
-        ("memory", "memory"), ("fio", "fio"), ("mode", "mode"), ("repeats", "repeats"),
+        ("memory", "memory"), ("fio", "fio"), ("mode", "mode"), ("repeats", "repeats"), ("order", "order of the runs"),
         ("file_size", "fio file size (each of 2 files)"), ("runtime_seconds", "seconds per fio job"),
         ("meta_files", "files in the metadata job"), ("git_commit", "harness commit (git HEAD of the checkout)"),
         ("cowdax_binary", "cowdax binary"), ("cowdax_version", "cowdax --version"),

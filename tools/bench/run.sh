@@ -228,6 +228,7 @@ loadavg_1min() { cut -d' ' -f1 /proc/loadavg; }
     echo "fio=$(fio --version)"
     echo "mode=$( ((quick)) && echo quick || echo full)"
     echo "repeats=$repeats"
+    echo "order=$repeats rounds; each round sets up every target in turn, runs every job once on it and tears it down"
     echo "file_size=$file_size"
     echo "runtime_seconds=$runtime_seconds"
     echo "meta_files=$meta_files"
@@ -561,13 +562,18 @@ lay_out_file() {
         --ioengine=psync --end_fsync=1 --output-format=terse >/dev/null
 }
 
+# One round on one target: set it up, run every job once (repeat REP),
+# tear it down. The run is REPEATS rounds over all targets rather than all
+# repeats of one target after another, so that drift of this shared
+# machine over the hour a full run takes spreads over every target alike
+# instead of favouring the targets that happened to run in a quiet spell.
 bench_target() {
-    local target=$1
+    local target=$1 rep=$2
     local level=${#cleanup_stack[@]}
     local info=$out_dir/targets/$target.info
     data_dir="" bench_file1="" bench_file2="" daemon_pid="" mount_desc="" layout_needed=1 setup_failure=""
     mkdir -p "$out_dir/raw/$target"
-    log "== $target: setting up"
+    log "== $target (round $rep/$repeats): setting up"
     if ! "setup_${target%%@*}" "$target" || { [[ -z $bench_file1 ]] && [[ -z $data_dir ]]; }; then
         setup_failure=${setup_failure:-setup of $target failed}
         log "   $target unavailable: $setup_failure"
@@ -603,20 +609,17 @@ bench_target() {
         fi
     fi
 
-    local rep job
-    for rep in $(seq 1 "$repeats"); do
-        log "   repeat $rep/$repeats"
-        for job in "${all_jobs[@]}"; do
-            if [[ -n $(job_na_reason "$target" "$job") ]]; then continue; fi
-            run_fio_job "$target" "$job" "$rep"
-        done
-        if [[ " ${extra_jobs[*]} " == *" copy "* && -z $(job_na_reason "$target" copy) ]]; then
-            run_copy_job "$target" "$rep"
-        fi
-        if [[ " ${extra_jobs[*]} " == *" metadata "* && -z $(job_na_reason "$target" metadata) ]]; then
-            run_metadata_job "$target" "$rep"
-        fi
+    local job
+    for job in "${all_jobs[@]}"; do
+        if [[ -n $(job_na_reason "$target" "$job") ]]; then continue; fi
+        run_fio_job "$target" "$job" "$rep"
     done
+    if [[ " ${extra_jobs[*]} " == *" copy "* && -z $(job_na_reason "$target" copy) ]]; then
+        run_copy_job "$target" "$rep"
+    fi
+    if [[ " ${extra_jobs[*]} " == *" metadata "* && -z $(job_na_reason "$target" metadata) ]]; then
+        run_metadata_job "$target" "$rep"
+    fi
     if [[ -n $daemon_pid ]]; then
         echo "daemon_hwm_kib_final=$(daemon_memory_kib "$daemon_pid" VmHWM)" >>"$info"
     fi
@@ -624,8 +627,10 @@ bench_target() {
     unwind_to "$level"
 }
 
-for target in "${targets[@]}"; do
-    bench_target "$target"
+for rep in $(seq 1 "$repeats"); do
+    for target in "${targets[@]}"; do
+        bench_target "$target" "$rep"
+    done
 done
 
 echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$out_dir/system.env"
