@@ -7,9 +7,9 @@
 //! opens for writing bypass it (`FOPEN_DIRECT_IO`); `mmap` — shared or
 //! private, read or write — always goes through the page cache
 //! (`DIRECT_IO_ALLOW_MMAP`) and the kernel keeps it coherent with direct
-//! reads and writes; `keep_cache` is safe because every change of file contents passes through this
-//! kernel, except remaps by the private ioctls, which invalidate the
-//! destination range explicitly ([`CacheInvalidator`]).
+//! reads and writes; `keep_cache` is safe because every change of file
+//! contents passes through this kernel, except remaps by the private
+//! ioctls, which invalidate the destination range explicitly ([`CacheInvalidator`]).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
