@@ -141,6 +141,8 @@ done
 run_stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out_dir=${out_dir:-/tmp/cowdax-bench-results/$run_stamp}
 mkdir -p "$out_dir"/{raw,logs,targets}
+# Rounds append to the target descriptions: start from none (--out may be reused).
+rm -f "$out_dir"/targets/*.info
 out_dir=$(cd "$out_dir" && pwd)
 # Images, backing directories and mount points live on DRAM.
 work_dir=$(mktemp -d /dev/shm/cowdax-bench.XXXXXX)
@@ -441,7 +443,7 @@ setup_cowdax() {
     push_cleanup "rm -f '$image'"
     # Runs after the unmount and the daemon's exit (the stack unwinds in
     # reverse): the image the benchmark wrote must check clean.
-    push_cleanup "check_cowdax_image '$image' '$out_dir/targets/$label.info' '$label'"
+    push_cleanup "check_cowdax_image '$image' '$out_dir/targets/$label.info' '$label' '$rep'"
     mkdir -p "$mount_path"
     # -f keeps the daemon our child so its CPU time and RSS can be read.
     start_fuse_daemon "$label" "$mount_path" "$cowdax_bin" "$image" "$mount_path" -o "$options" -f || return 1
@@ -450,15 +452,20 @@ setup_cowdax() {
 }
 cowdax_has_counters=0
 
-# Read-only fsck of the image after the run; the verdict goes into the report.
+# Read-only fsck of the image after each round; the verdict goes into the
+# report. The info file keeps the last fsck= line, so a round that checks
+# clean must not hide an earlier round that did not.
 check_cowdax_image() {
-    local image=$1 info=$2 label=$3 status=0
-    "$cowdax_bin" fsck -n "$image" >"$out_dir/logs/$label.fsck.log" 2>&1 || status=$?
+    local image=$1 info=$2 label=$3 round=$4 status=0
+    local fsck_log=logs/$label.round$round.fsck.log
+    "$cowdax_bin" fsck -n "$image" >"$out_dir/$fsck_log" 2>&1 || status=$?
     if ((status == 0)); then
-        echo "fsck=clean (cowdax fsck -n after unmount)" >>"$info"
+        if ! grep -q '^fsck=NOT CLEAN' "$info" 2>/dev/null; then
+            echo "fsck=clean (cowdax fsck -n after each round's unmount)" >>"$info"
+        fi
     else
-        echo "fsck=NOT CLEAN: cowdax fsck -n exited $status, see logs/$label.fsck.log" >>"$info"
-        log "   $label: cowdax fsck -n exited $status after the run (logs/$label.fsck.log)"
+        echo "fsck=NOT CLEAN: cowdax fsck -n exited $status after round $round, see $fsck_log" >>"$info"
+        log "   $label: cowdax fsck -n exited $status after round $round ($fsck_log)"
     fi
 }
 
@@ -577,7 +584,7 @@ bench_target() {
     if ! "setup_${target%%@*}" "$target" || { [[ -z $bench_file1 ]] && [[ -z $data_dir ]]; }; then
         setup_failure=${setup_failure:-setup of $target failed}
         log "   $target unavailable: $setup_failure"
-        echo "unavailable=$setup_failure" >"$info"
+        echo "unavailable=round $rep: $setup_failure" >>"$info"
         unwind_to "$level"
         return 0
     fi
@@ -585,7 +592,9 @@ bench_target() {
         bench_file1=$data_dir/fio.file1
         bench_file2=$data_dir/fio.file2
     fi
-    {
+    # The description is the same every round: written once, so that the
+    # lines later rounds append (fsck, unavailable) are kept.
+    if ! grep -q '^mount_desc=' "$info" 2>/dev/null; then {
         echo "mount_desc=$mount_desc"
         local mount_path=${data_dir:-$bench_file1}
         echo "findmnt=$(findmnt -rn -o FSTYPE,OPTIONS --mountpoint "$mount_path" | head -n 1)"
@@ -597,13 +606,13 @@ bench_target() {
             if [[ -n $reason ]]; then echo "na.$job=$reason"; fi
             if [[ -n $note ]]; then echo "note.$job=$note"; fi
         done
-    } >"$info"
+    } >>"$info"; fi
 
     if ((layout_needed)); then
         log "   laying out two $file_size files"
         if ! lay_out_file "$bench_file1" || ! lay_out_file "$bench_file2"; then
             log "   $target: laying out the fio files failed"
-            echo "unavailable=laying out the fio files failed" >>"$info"
+            echo "unavailable=round $rep: laying out the fio files failed" >>"$info"
             unwind_to "$level"
             return 0
         fi
