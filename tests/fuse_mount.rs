@@ -284,3 +284,35 @@ fn sigterm_on_a_busy_mount_detaches_and_exits_after_the_last_close() {
     t.wait_daemon_exit_ok();
     t.finish();
 }
+
+/// The kernel's read-ahead window of the mount's backing device, in KiB.
+fn read_ahead_kib(mountpoint: &std::path::Path) -> u64 {
+    let dev = std::fs::metadata(mountpoint).unwrap().dev();
+    let knob = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    );
+    std::fs::read_to_string(&knob)
+        .unwrap_or_else(|err| panic!("{knob}: {err}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Every FUSE mount starts with 128 KiB of read-ahead, which INIT may only
+/// lower; the daemon raises it to `max_readahead` (1 MiB by default) so a
+/// sequential read is one READ per MiB, and INIT does not lower it again.
+#[test]
+fn read_ahead_window_follows_max_readahead() {
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("");
+    // A request: the connection is initialised and the daemon is serving.
+    std::fs::write(t.path("f"), b"data").unwrap();
+    assert_eq!(read_ahead_kib(&t.mnt), 1024);
+    t.unmount();
+    t.mount_detached("max_readahead=256K");
+    assert_eq!(std::fs::read(t.path("f")).unwrap(), b"data");
+    assert_eq!(read_ahead_kib(&t.mnt), 256);
+    t.finish();
+}

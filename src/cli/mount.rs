@@ -31,6 +31,9 @@ Mount options (-o, comma-separated, may repeat):
                                  kernel write-back caching (default: off;
                                  implies cache=page)
   max_write=BYTES                largest write request, up to 1M (default 1M)
+  max_readahead=BYTES            the kernel's read-ahead window, 0 to 16M
+                                 (default 1M: one request per MiB read;
+                                 raising it past the kernel's 128K needs root)
   attr_timeout=SECS, entry_timeout=SECS
                                  kernel cache lifetimes (default 60)
 Ignored (used by mount(8) and fstab): defaults, auto, noauto, user, users,

@@ -104,6 +104,7 @@ pub struct AdapterConfig {
     pub writeback_cache: bool,
     pub cache: CacheMode,
     pub max_write_bytes: u32,
+    pub max_readahead_bytes: u32,
     pub atime: AtimePolicy,
     pub read_only: bool,
 }
@@ -116,6 +117,7 @@ impl AdapterConfig {
             writeback_cache: opts.writeback_cache,
             cache: opts.cache,
             max_write_bytes: opts.max_write_bytes,
+            max_readahead_bytes: opts.max_readahead_bytes,
             atime: if opts.read_only {
                 AtimePolicy::Never
             } else {
@@ -509,9 +511,10 @@ impl Filesystem for CowdaxFs {
             );
             let _ = config.set_max_write(nearest);
         }
-        // Readahead as large as one request, so sequential reads use 1 MiB
-        // requests like writes do.
-        if let Err(nearest) = config.set_max_readahead(self.config.max_write_bytes) {
+        // The kernel offers its current read-ahead window and only lets INIT
+        // lower it; the daemon raises the window itself through sysfs
+        // (daemon::apply_read_ahead), before or after this reply.
+        if let Err(nearest) = config.set_max_readahead(self.config.max_readahead_bytes) {
             let _ = config.set_max_readahead(nearest);
         }
         let _ = config.set_max_background(64);

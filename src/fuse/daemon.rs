@@ -87,23 +87,80 @@ fn unescape_mountinfo(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Filesystem type of the mount whose root is exactly `mountpoint`, from
-/// mountinfo text (the last such mount: the one on top).
-pub fn mounted_fstype(mountinfo: &str, mountpoint: &Path) -> Option<String> {
+/// Device (`major:minor`) and filesystem type of the mount whose root is
+/// exactly `mountpoint`, from mountinfo text (the last such mount: the one
+/// on top).
+fn top_mount(mountinfo: &str, mountpoint: &Path) -> Option<(String, String)> {
     let wanted = mountpoint.to_string_lossy();
     let mut found = None;
     for line in mountinfo.lines() {
         let Some((left, right)) = line.split_once(" - ") else {
             continue;
         };
-        let Some(target) = left.split(' ').nth(4) else {
+        let fields: Vec<&str> = left.split(' ').collect();
+        let (Some(device), Some(target)) = (fields.get(2), fields.get(4)) else {
             continue;
         };
         if unescape_mountinfo(target) == wanted {
-            found = right.split(' ').next().map(str::to_string);
+            if let Some(fstype) = right.split(' ').next() {
+                found = Some((device.to_string(), fstype.to_string()));
+            }
         }
     }
     found
+}
+
+/// Filesystem type of the mount whose root is exactly `mountpoint`, from
+/// mountinfo text (the last such mount: the one on top).
+pub fn mounted_fstype(mountinfo: &str, mountpoint: &Path) -> Option<String> {
+    top_mount(mountinfo, mountpoint).map(|(_, fstype)| fstype)
+}
+
+/// Sets the kernel's read-ahead window of a new cowdax mount to `bytes`.
+///
+/// The kernel starts every FUSE mount's backing device at 128 KiB of
+/// read-ahead and lets the INIT reply only lower it, so a buffered
+/// sequential read would cost eight READ round trips per MiB. Raising
+/// `/sys/class/bdi/MAJ:MIN/read_ahead_kb` (what udev rules do for block
+/// devices) makes it one 1 MiB request. The mountinfo lookup sends no FUSE
+/// request, so this may run before the connection is initialised; INIT
+/// then keeps the window because it asks for the same size. Needs root;
+/// otherwise the kernel's window stays and the mount works as before.
+fn apply_read_ahead(mountpoint: &Path, bytes: u32, given: bool) {
+    let report = |message: String| {
+        if given {
+            log::warn!("{message}");
+        } else {
+            log::info!("{message}");
+        }
+    };
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let Some((device, fstype)) = top_mount(&mountinfo, mountpoint) else {
+        report(format!(
+            "max_readahead: {} not found in /proc/self/mountinfo; read-ahead left to the kernel",
+            mountpoint.display()
+        ));
+        return;
+    };
+    if !fstype.starts_with("fuse") {
+        report(format!(
+            "max_readahead: {} is a {fstype} mount; read-ahead left to the kernel",
+            mountpoint.display()
+        ));
+        return;
+    }
+    let knob = PathBuf::from(format!("/sys/class/bdi/{device}/read_ahead_kb"));
+    let kib = bytes / 1024;
+    if std::fs::read_to_string(&knob).is_ok_and(|now| now.trim() == kib.to_string()) {
+        return;
+    }
+    match std::fs::write(&knob, format!("{kib}\n")) {
+        Ok(()) => log::info!("read-ahead set to {kib} KiB ({})", knob.display()),
+        Err(err) => report(format!(
+            "max_readahead: cannot set {} to {kib}: {err}; the kernel's read-ahead stays",
+            knob.display()
+        )),
+    }
 }
 
 /// Checks that can fail before anything is started: source and mount point
@@ -478,6 +535,11 @@ pub fn mount(
         }
     };
     invalidator.set_notifier(session.notifier());
+    apply_read_ahead(
+        mountpoint,
+        opts.max_readahead_bytes,
+        opts.max_readahead_given,
+    );
     Ok(Mounted {
         fs,
         session,
@@ -622,6 +684,7 @@ mod tests {
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 40 22 0:40 / /mnt/with\\040space rw,nosuid,nodev,relatime shared:20 - fuse.cowdax /img rw,user_id=0,group_id=0
 41 22 0:41 / /tmp/plain rw,relatime shared:21 - tmpfs tmpfs rw
+52 40 0:52 / /mnt/with\\040space rw,nosuid,nodev,relatime shared:30 - fuse.cowdax /img2 rw,user_id=0,group_id=0
 ";
 
     #[test]
@@ -635,6 +698,12 @@ mod tests {
             Some("tmpfs")
         );
         assert_eq!(mounted_fstype(MOUNTINFO, Path::new("/mnt")), None);
+    }
+
+    #[test]
+    fn mountinfo_lookup_gives_the_top_mounts_device() {
+        let (device, fstype) = top_mount(MOUNTINFO, Path::new("/mnt/with space")).unwrap();
+        assert_eq!((device.as_str(), fstype.as_str()), ("0:52", "fuse.cowdax"));
     }
 
     #[test]

@@ -301,14 +301,17 @@ def build(results_dir):
     add("")
     add("## Targets and mount options")
     add("")
-    add("| target | how it is set up | fstype and options (findmnt) | status |")
-    add("|---|---|---|---|")
+    add("| target | how it is set up | fstype and options (findmnt) | read-ahead | status |")
+    add("|---|---|---|---|---|")
     for target in targets:
         info = infos[target]
         status = "unavailable: " + info["unavailable"] if "unavailable" in info else "ok"
         if "fsck" in info:
             status += f"; image after the run: {info['fsck']}"
-        add(f"| {target} | {info.get('mount_desc', '–')} | {info.get('findmnt', '–')} | {status} |")
+        add(
+            f"| {target} | {info.get('mount_desc', '–')} | {info.get('findmnt', '–')} "
+            f"| {info.get('readahead', '–')} | {status} |"
+        )
     add("")
     add("## Results (median, min–max over the repeats)")
     add("")

@@ -470,6 +470,19 @@ check_cowdax_image() {
 }
 
 # Reasons a job cannot run on a target (empty: it can).
+# The kernel's read-ahead window of the mount at $1 (KiB, from its backing
+# device's /sys/class/bdi entry), or "–" where the mount has no such entry
+# (tmpfs; btrfs names its bdi differently).
+read_ahead_of() {
+    local majmin
+    majmin=$(findmnt -rn -o MAJ:MIN --mountpoint "$1" | tail -n 1)
+    if [[ -n $majmin && -r /sys/class/bdi/$majmin/read_ahead_kb ]]; then
+        echo "$(cat "/sys/class/bdi/$majmin/read_ahead_kb") KiB"
+    else
+        echo "–"
+    fi
+}
+
 job_na_reason() {
     local target=${1%%@*} job=$2
     case $target:$job in
@@ -598,6 +611,7 @@ bench_target() {
         echo "mount_desc=$mount_desc"
         local mount_path=${data_dir:-$bench_file1}
         echo "findmnt=$(findmnt -rn -o FSTYPE,OPTIONS --mountpoint "$mount_path" | head -n 1)"
+        echo "readahead=$(read_ahead_of "$mount_path")"
         echo "daemon=$( [[ -n $daemon_pid ]] && echo yes || echo no)"
         for job in "${all_jobs[@]}" "${extra_jobs[@]}"; do
             local reason note
