@@ -288,6 +288,7 @@ def build(results_dir):
         ("date_utc", "date (UTC)"), ("kernel", "kernel"), ("cpu", "CPU"), ("cpus", "CPUs"),
         ("memory", "memory"), ("fio", "fio"), ("mode", "mode"), ("repeats", "repeats"), ("order", "order of the runs"),
         ("file_size", "fio file size (each of 2 files)"), ("runtime_seconds", "seconds per fio job"),
+        ("settle_seconds", "idle seconds before each job (--settle)"),
         ("meta_files", "files in the metadata job"), ("git_commit", "harness commit (git HEAD of the checkout)"),
         ("cowdax_binary", "cowdax binary"), ("cowdax_version", "cowdax --version"),
         ("cowdax_binary_mtime", "cowdax binary built (UTC)"), ("cowdax_build_note", "cowdax built from"),

@@ -6,7 +6,8 @@
 #
 #   tools/bench/run.sh [--quick] [--repeats N] [--targets a,b,...]
 #                      [--jobs a,b,...] [--size SIZE] [--runtime SECONDS]
-#                      [--meta-files N] [--out DIR] [--publish DIR]
+#                      [--meta-files N] [--settle SECONDS] [--out DIR]
+#                      [--publish DIR]
 #
 # See docs/BENCHMARKS.md for what each job measures and how to read the
 # ratios. Needs root (mount, losetup), fio, python3, cc, pkg-config and the
@@ -43,6 +44,7 @@ targets_csv=$(IFS=,; echo "${all_targets[*]},cowdax@cache=page,cowdax@cache=dire
 file_size=""
 runtime_seconds=""
 meta_files=""
+settle_seconds=0
 out_dir=""
 publish_dir=""
 
@@ -59,6 +61,7 @@ while (($#)); do
         --size) file_size=${2:?}; shift ;;
         --runtime) runtime_seconds=${2:?}; shift ;;
         --meta-files) meta_files=${2:?}; shift ;;
+        --settle) settle_seconds=${2:?}; shift ;;
         --out) out_dir=${2:?}; shift ;;
         --publish) publish_dir=${2:?}; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -79,6 +82,10 @@ else
 fi
 if ! [[ $repeats =~ ^[0-9]+$ ]] || ((repeats < 1)); then
     echo "run.sh: --repeats must be a positive integer" >&2
+    exit 1
+fi
+if ! [[ $settle_seconds =~ ^[0-9]+$ ]]; then
+    echo "run.sh: --settle must be a whole number of seconds" >&2
     exit 1
 fi
 if ((repeats < 3)); then
@@ -233,6 +240,7 @@ loadavg_1min() { cut -d' ' -f1 /proc/loadavg; }
     echo "order=$repeats rounds; each round sets up every target in turn, runs every job once on it and tears it down"
     echo "file_size=$file_size"
     echo "runtime_seconds=$runtime_seconds"
+    echo "settle_seconds=$settle_seconds"
     echo "meta_files=$meta_files"
     echo "git_commit=$(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "fuse_max_pages_limit=$(cat /proc/sys/fs/fuse/max_pages_limit 2>/dev/null || echo unknown)"
@@ -519,6 +527,9 @@ run_one() {
     shift 3
     local base=$out_dir/raw/$target/$job.rep$rep
     local ticks_before ticks_after counters_before="" counters_after="" status=0
+    # --settle: an idle pause first, so a job does not start in the wake of
+    # the previous one (docs/BENCHMARKS.md, "Caveats").
+    if ((settle_seconds > 0)); then sleep "$settle_seconds"; fi
     ticks_before=$(daemon_cpu_ticks "$daemon_pid")
     if [[ ${target%%@*} == cowdax ]]; then counters_before=$(cowdax_counters "$data_dir"); fi
     "$@" >"$base.json" 2>"$base.err" || status=$?
