@@ -16,8 +16,8 @@ pub const MAX_WRITE_LIMIT_BYTES: u32 = 1 << 20;
 /// 1 MiB per round trip instead of the kernel's default 128 KiB.
 pub const DEFAULT_READAHEAD_BYTES: u32 = 1 << 20;
 
-/// Largest `max_readahead=` accepted (what `read_ahead_kb` users set for
-/// fast devices at most; more buys nothing over FUSE's 1 MiB requests).
+/// Largest `max_readahead=` accepted. The kernel still splits read-ahead
+/// into requests of at most 1 MiB; a larger window only reads further ahead.
 pub const MAX_READAHEAD_LIMIT_BYTES: u32 = 16 << 20;
 
 /// Default attribute and entry cache lifetime in the kernel. Long, because
