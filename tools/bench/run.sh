@@ -477,7 +477,6 @@ check_cowdax_image() {
     fi
 }
 
-# Reasons a job cannot run on a target (empty: it can).
 # The kernel's read-ahead window of the mount at $1 (KiB, from its backing
 # device's /sys/class/bdi entry), or "–" where the mount has no such entry
 # (tmpfs; btrfs names its bdi differently).
@@ -491,6 +490,7 @@ read_ahead_of() {
     fi
 }
 
+# Reasons a job cannot run on a target (empty: it can).
 job_na_reason() {
     local target=${1%%@*} job=$2
     case $target:$job in
