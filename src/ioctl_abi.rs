@@ -679,7 +679,9 @@ impl UsageArgs {
 
 /// `COUNTERS`, issued on any file or directory of the mount. Reply only:
 /// the daemon's media work counters since it mapped the media
-/// (`media::Counters`), for benchmarks and `cowdax counters`.
+/// (`media::Counters`) and its idle-polling counters
+/// (`fuse::idle_poll::IdlePollCounters`), for benchmarks and
+/// `cowdax counters`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CountersArgs {
     pub mount_id: u64,
@@ -688,10 +690,12 @@ pub struct CountersArgs {
     pub lines_flushed: u64,
     pub fences: u64,
     pub msyncs: u64,
+    pub idle_poll_engagements: u64,
+    pub idle_poll_ms: u64,
 }
 
 impl CountersArgs {
-    pub const SIZE: usize = 56;
+    pub const SIZE: usize = 72;
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new(Self::SIZE);
         w.header(Self::SIZE);
@@ -702,6 +706,8 @@ impl CountersArgs {
             self.lines_flushed,
             self.fences,
             self.msyncs,
+            self.idle_poll_engagements,
+            self.idle_poll_ms,
         ] {
             w.u64(v);
         }
@@ -716,6 +722,8 @@ impl CountersArgs {
             lines_flushed: r.u64(),
             fences: r.u64(),
             msyncs: r.u64(),
+            idle_poll_engagements: r.u64(),
+            idle_poll_ms: r.u64(),
         })
     }
 }
@@ -747,7 +755,7 @@ const _: () = assert!(HEADER_BYTES + 8 + 16 + 8 + 4 <= TokenArgs::SIZE);
 const _: () = assert!(HEADER_BYTES + 8 + 16 + 8 * 4 == CloneArgs::SIZE);
 const _: () = assert!(HEADER_BYTES + 8 + 16 + 8 * 3 + 4 + 4 + 8 == DedupeArgs::SIZE);
 const _: () = assert!(HEADER_BYTES + 8 * 9 == UsageArgs::SIZE);
-const _: () = assert!(HEADER_BYTES + 8 * 6 == CountersArgs::SIZE);
+const _: () = assert!(HEADER_BYTES + 8 * 8 == CountersArgs::SIZE);
 
 #[cfg(test)]
 mod tests {

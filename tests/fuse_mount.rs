@@ -316,3 +316,95 @@ fn read_ahead_window_follows_max_readahead() {
     assert_eq!(read_ahead_kib(&t.mnt), 256);
     t.finish();
 }
+
+/// `cowdax counters --json` of a mount: (idle-poll engagements, ms held).
+fn idle_poll_counters(mountpoint: &std::path::Path) -> (u64, u64) {
+    let output = run_ok(cowdax().arg("counters").arg("--json").arg(mountpoint));
+    let json = String::from_utf8(output.stdout).unwrap();
+    let field = |name: &str| -> u64 {
+        let key = format!("\"{name}\":");
+        let at = json
+            .find(&key)
+            .unwrap_or_else(|| panic!("{name} in {json}"))
+            + key.len();
+        json[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    (field("idle_poll_engagements"), field("idle_poll_ms"))
+}
+
+/// The kernel's current CPU latency limit in µs (0: idle CPUs only poll).
+fn cpu_latency_limit_us() -> i32 {
+    let bytes = std::fs::read("/dev/cpu_dma_latency").expect("read /dev/cpu_dma_latency");
+    i32::from_ne_bytes(bytes[..4].try_into().unwrap())
+}
+
+/// Runs `statfs` (one round trip each: the kernel caches no statfs) on the
+/// mount for `duration`, calling `probe` in between; returns whether a
+/// probe returned true.
+fn statfs_burst(
+    mountpoint: &std::path::Path,
+    duration: Duration,
+    mut probe: impl FnMut() -> bool,
+) -> bool {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                nix::sys::statvfs::statvfs(mountpoint).unwrap();
+            }
+        });
+        let deadline = std::time::Instant::now() + duration;
+        let mut seen = false;
+        while std::time::Instant::now() < deadline {
+            seen |= probe();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        seen
+    })
+}
+
+/// While requests come fast the daemon holds a PM QoS request of 0 µs
+/// (idle CPUs poll), and gives it up when they stop; `idle_poll=off`
+/// never takes it. (Needs root, as CI runs the tests.)
+#[test]
+fn idle_poll_holds_a_cpu_latency_request_while_requests_come_fast() {
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("");
+    assert_eq!(idle_poll_counters(&t.mnt), (0, 0));
+    let mut engaged_seen = false;
+    let limit_zero_seen = statfs_burst(&t.mnt, Duration::from_secs(2), || {
+        engaged_seen |= idle_poll_counters(&t.mnt).0 >= 1;
+        engaged_seen && cpu_latency_limit_us() == 0
+    });
+    assert!(
+        engaged_seen,
+        "a burst of statfs did not engage idle polling"
+    );
+    assert!(
+        limit_zero_seen,
+        "engaged, but the kernel's CPU latency limit never read 0"
+    );
+    // Quiet: the request is given up, so the time held stops growing.
+    let mut last = idle_poll_counters(&t.mnt).1;
+    wait_for(
+        "idle polling to be released",
+        Duration::from_secs(10),
+        || {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = idle_poll_counters(&t.mnt).1;
+            std::mem::replace(&mut last, now) == now
+        },
+    );
+    t.unmount();
+
+    t.mount("idle_poll=off");
+    statfs_burst(&t.mnt, Duration::from_secs(1), || false);
+    assert_eq!(idle_poll_counters(&t.mnt), (0, 0));
+    t.finish();
+}

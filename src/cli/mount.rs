@@ -34,6 +34,11 @@ Mount options (-o, comma-separated, may repeat):
   max_readahead=BYTES            the kernel's read-ahead window, 0 to 16M
                                  (default 1M: one request per MiB read;
                                  raising it past the kernel's 128K needs root)
+  idle_poll=on|off               while requests arrive fast (8000/s or more),
+                                 ask the kernel to keep idle CPUs polling
+                                 instead of halting, so each round trip's
+                                 wake-ups are quick (default: on; needs root;
+                                 costs power while it lasts)
   attr_timeout=SECS, entry_timeout=SECS
                                  kernel cache lifetimes (default 60)
 Ignored (used by mount(8) and fstab): defaults, auto, noauto, user, users,

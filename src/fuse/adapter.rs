@@ -27,6 +27,7 @@ use fuser::{
 
 use super::acl::{self, Acl};
 use super::handles::HandleTable;
+use super::idle_poll::IdlePoll;
 use super::ioctl::{self, IoctlRequest};
 use super::options::{AtimePolicy, CacheMode, MountOptions};
 use crate::fs::{
@@ -134,6 +135,8 @@ pub struct CowdaxFs {
     config: AdapterConfig,
     handles: HandleTable,
     invalidator: Arc<CacheInvalidator>,
+    /// Counts every request; keeps idle CPUs polling while they come fast.
+    idle_poll: IdlePoll,
 }
 
 fn errno_of(err: &fs::Error) -> Errno {
@@ -184,13 +187,24 @@ fn to_time_or_now(t: fuser::TimeOrNow) -> TimeOrNow {
 }
 
 impl CowdaxFs {
-    pub fn new(fs: Arc<Fs>, config: AdapterConfig, invalidator: Arc<CacheInvalidator>) -> CowdaxFs {
+    pub fn new(
+        fs: Arc<Fs>,
+        config: AdapterConfig,
+        invalidator: Arc<CacheInvalidator>,
+        idle_poll: IdlePoll,
+    ) -> CowdaxFs {
         CowdaxFs {
             fs,
             config,
             handles: HandleTable::new(),
             invalidator,
+            idle_poll,
         }
+    }
+
+    /// Idle polling (for the counters ioctl).
+    pub fn idle_poll(&self) -> &IdlePoll {
+        &self.idle_poll
     }
 
     /// The filesystem core (for ioctl handlers).
@@ -532,6 +546,7 @@ impl Filesystem for CowdaxFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.idle_poll.note_request();
         match self.fs.lookup(parent.0, name_bytes(name)) {
             Ok(attr) => self.reply_entry(reply, &attr),
             Err(err) => reply.error(errno_of(&err)),
@@ -539,11 +554,13 @@ impl Filesystem for CowdaxFs {
     }
 
     fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {
+        self.idle_poll.note_request();
         // Inode lifetime is link count + open handles (Fs::open_inode); the
         // kernel's lookup count does not keep inodes alive.
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.idle_poll.note_request();
         match self.fs.getattr(ino.0) {
             Ok(attr) => reply.attr(&self.config.attr_ttl, &to_file_attr(&attr)),
             Err(err) => reply.error(errno_of(&err)),
@@ -568,6 +585,7 @@ impl Filesystem for CowdaxFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.idle_poll.note_request();
         // Permission checks (owner, CAP_FOWNER, setgid stripping) were done
         // by the kernel (default_permissions). Killing setuid/setgid is ours
         // (HANDLE_KILLPRIV_V2): the core does it on chown; on truncate the
@@ -596,6 +614,7 @@ impl Filesystem for CowdaxFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.idle_poll.note_request();
         match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(err) => reply.error(errno_of(&err)),
@@ -612,6 +631,7 @@ impl Filesystem for CowdaxFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.idle_poll.note_request();
         if FileKind::from_mode(mode).is_none() {
             reply.error(Errno::from_i32(libc::EINVAL));
             return;
@@ -631,6 +651,7 @@ impl Filesystem for CowdaxFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        self.idle_poll.note_request();
         let mode = libc::S_IFDIR | (mode & 0o7777);
         match self.create_node(req, parent.0, name_bytes(name), mode, umask, 0) {
             Ok(attr) => self.reply_entry(reply, &attr),
@@ -639,6 +660,7 @@ impl Filesystem for CowdaxFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.idle_poll.note_request();
         match self.fs.unlink(parent.0, name_bytes(name)) {
             Ok(()) => reply.ok(),
             Err(err) => reply.error(errno_of(&err)),
@@ -646,6 +668,7 @@ impl Filesystem for CowdaxFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.idle_poll.note_request();
         match self.fs.rmdir(parent.0, name_bytes(name)) {
             Ok(()) => reply.ok(),
             Err(err) => reply.error(errno_of(&err)),
@@ -660,6 +683,7 @@ impl Filesystem for CowdaxFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        self.idle_poll.note_request();
         let result = self.fs.getattr(parent.0).and_then(|parent_attr| {
             let creds = self.creds_in(req, &parent_attr);
             self.fs.symlink(
@@ -685,6 +709,7 @@ impl Filesystem for CowdaxFs {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.idle_poll.note_request();
         let known = fuser::RenameFlags::RENAME_NOREPLACE | fuser::RenameFlags::RENAME_EXCHANGE;
         if !known.contains(flags) {
             // RENAME_WHITEOUT is for overlayfs upper layers; not supported.
@@ -715,6 +740,7 @@ impl Filesystem for CowdaxFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        self.idle_poll.note_request();
         match self.fs.link(ino.0, newparent.0, name_bytes(newname)) {
             Ok(attr) => self.reply_entry(reply, &attr),
             Err(err) => reply.error(errno_of(&err)),
@@ -722,6 +748,7 @@ impl Filesystem for CowdaxFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.idle_poll.note_request();
         if let Err(err) = self.fs.open_inode(ino.0) {
             reply.error(errno_of(&err));
             return;
@@ -741,6 +768,7 @@ impl Filesystem for CowdaxFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.idle_poll.note_request();
         // Zero-copy: the bytes are borrowed from the mapping under the
         // inode's read lock and leave in one writev (DESIGN.md §6).
         let mut reply = Some(reply);
@@ -770,6 +798,7 @@ impl Filesystem for CowdaxFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.idle_poll.note_request();
         // HANDLE_KILLPRIV_V2: the kernel flags writes by callers without
         // CAP_FSETID; the core clears setuid/setgid for those.
         let kill_suid_sgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
@@ -792,6 +821,7 @@ impl Filesystem for CowdaxFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.idle_poll.note_request();
         // Writes are applied synchronously: nothing is pending at close.
         reply.ok();
     }
@@ -806,6 +836,7 @@ impl Filesystem for CowdaxFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.idle_poll.note_request();
         self.release_handle(ino.0, fh.0, reply);
     }
 
@@ -817,10 +848,12 @@ impl Filesystem for CowdaxFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.idle_poll.note_request();
         reply_empty(reply, self.fs.fsync(ino.0, datasync));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.idle_poll.note_request();
         if let Err(err) = self.fs.open_inode(ino.0) {
             reply.error(errno_of(&err));
             return;
@@ -837,6 +870,7 @@ impl Filesystem for CowdaxFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.idle_poll.note_request();
         let result = self.fs.readdir(ino.0, offset, &mut |entry| {
             let full = reply.add(
                 INodeNo(entry.ino),
@@ -860,6 +894,7 @@ impl Filesystem for CowdaxFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.idle_poll.note_request();
         // Gather names first, then attributes: the core's readdir callback
         // runs under the directory's lock, so no other core call in it.
         let mut entries = Vec::new();
@@ -904,6 +939,7 @@ impl Filesystem for CowdaxFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        self.idle_poll.note_request();
         self.release_handle(ino.0, fh.0, reply);
     }
 
@@ -915,10 +951,12 @@ impl Filesystem for CowdaxFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.idle_poll.note_request();
         reply_empty(reply, self.fs.fsync(ino.0, datasync));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.idle_poll.note_request();
         match self.fs.statfs() {
             Ok(st) => {
                 let block_size = u32::try_from(st.block_size).unwrap_or(4096);
@@ -947,6 +985,7 @@ impl Filesystem for CowdaxFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.idle_poll.note_request();
         let mode = match flags {
             0 => XattrSetMode::Any,
             libc::XATTR_CREATE => XattrSetMode::Create,
@@ -973,6 +1012,7 @@ impl Filesystem for CowdaxFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.idle_poll.note_request();
         match self.fs.getxattr(ino.0, name_bytes(name)) {
             Ok(value) => reply_sized(reply, &value, size),
             Err(err) => reply.error(errno_of(&err)),
@@ -980,6 +1020,7 @@ impl Filesystem for CowdaxFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.idle_poll.note_request();
         match self.fs.listxattr(ino.0) {
             Ok(names) => {
                 let mut list = Vec::new();
@@ -994,6 +1035,7 @@ impl Filesystem for CowdaxFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.idle_poll.note_request();
         match self.fs.removexattr(ino.0, name_bytes(name)) {
             Ok(()) => reply.ok(),
             Err(err) => reply.error(errno_of(&err)),
@@ -1001,6 +1043,7 @@ impl Filesystem for CowdaxFs {
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.idle_poll.note_request();
         // With default_permissions the kernel checks and does not ask; this
         // answers mounts without it from the mode bits.
         let attr = match self.fs.getattr(ino.0) {
@@ -1026,6 +1069,7 @@ impl Filesystem for CowdaxFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.idle_poll.note_request();
         let mode = libc::S_IFREG | (mode & 0o7777);
         let attr = match self.create_node(req, parent.0, name_bytes(name), mode, umask, 0) {
             Ok(attr) => attr,
@@ -1059,6 +1103,7 @@ impl Filesystem for CowdaxFs {
         out_size: u32,
         reply: ReplyIoctl,
     ) {
+        self.idle_poll.note_request();
         let request = IoctlRequest {
             uid: req.uid(),
             gid: req.gid(),
@@ -1090,6 +1135,7 @@ impl Filesystem for CowdaxFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        self.idle_poll.note_request();
         let Some(mode) = falloc_mode(mode) else {
             reply.error(Errno::from_i32(libc::EOPNOTSUPP));
             return;
@@ -1113,6 +1159,7 @@ impl Filesystem for CowdaxFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        self.idle_poll.note_request();
         let whence = match whence {
             libc::SEEK_DATA => Whence::Data,
             libc::SEEK_HOLE => Whence::Hole,
@@ -1148,6 +1195,7 @@ impl Filesystem for CowdaxFs {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        self.idle_poll.note_request();
         if !flags.is_empty() {
             reply.error(Errno::from_i32(libc::EINVAL));
             return;

@@ -20,6 +20,7 @@ use fuser::{Config, MountOption, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::adapter::{AdapterConfig, CacheInvalidator, CowdaxFs};
+use super::idle_poll::{IdlePoll, CPU_LATENCY_DEVICE};
 use super::options::{Access, MountOptions};
 use crate::fs::{self, Fs, OpenOptions};
 use crate::media::{MmapMedia, OpenMode};
@@ -515,10 +516,16 @@ pub fn mount(
     let fs = Arc::new(fs);
 
     let invalidator = Arc::new(CacheInvalidator::new());
+    let idle_poll = if opts.idle_poll {
+        IdlePoll::start(Path::new(CPU_LATENCY_DEVICE), opts.idle_poll_given)
+    } else {
+        IdlePoll::off()
+    };
     let adapter = CowdaxFs::new(
         fs.clone(),
         AdapterConfig::from_options(opts),
         invalidator.clone(),
+        idle_poll,
     );
     let config = session_config(opts, source);
     let session = match Session::new(adapter, mountpoint, &config) {

@@ -604,11 +604,12 @@ fn usage(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
     .encode())
 }
 
-/// Media work counters: harmless to show anyone who can open a file on the
+/// Media work and idle-polling counters: harmless to show anyone who can open a file on the
 /// mount (like `df`), so no permission check.
 fn counters(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
     abi::CountersArgs::decode(req.in_data).map_err(abi_errno)?;
     let counters = adapter.fs().media().counters();
+    let idle_poll = adapter.idle_poll().counters();
     Ok(abi::CountersArgs {
         mount_id: mount_id()?,
         bytes_stored: counters.bytes_stored,
@@ -616,6 +617,8 @@ fn counters(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> 
         lines_flushed: counters.lines_flushed,
         fences: counters.fences,
         msyncs: counters.msyncs,
+        idle_poll_engagements: idle_poll.engagements,
+        idle_poll_ms: idle_poll.engaged_ms,
     }
     .encode())
 }

@@ -7,6 +7,7 @@
 //! * [`handles`]: open file handles;
 //! * [`acl`]: POSIX ACL xattrs kept consistent with the mode bits;
 //! * [`ioctl`]: the hook for cowdax's private ioctls;
+//! * [`idle_poll`]: keeping idle CPUs polling while requests arrive fast;
 //! * [`daemon`]: preflight checks, detaching, logging, serving, clean
 //!   unmount on umount/SIGTERM/SIGINT.
 //!
@@ -16,6 +17,7 @@ pub mod acl;
 pub mod adapter;
 pub mod daemon;
 pub mod handles;
+pub mod idle_poll;
 pub mod ioctl;
 pub mod options;
 

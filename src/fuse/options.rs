@@ -127,6 +127,12 @@ pub struct MountOptions {
     /// Whether `max_readahead=` was given (failing to apply it is then a
     /// warning, not a note).
     pub max_readahead_given: bool,
+    /// `idle_poll=`: keep idle CPUs polling while requests arrive fast
+    /// (docs/FUSE.md "Idle polling").
+    pub idle_poll: bool,
+    /// Whether `idle_poll=` was given (failing to apply it is then a
+    /// warning, not a note).
+    pub idle_poll_given: bool,
     pub attr_timeout: Duration,
     pub entry_timeout: Duration,
 }
@@ -158,6 +164,8 @@ impl Default for MountOptions {
             max_write_bytes: MAX_WRITE_LIMIT_BYTES,
             max_readahead_bytes: DEFAULT_READAHEAD_BYTES,
             max_readahead_given: false,
+            idle_poll: true,
+            idle_poll_given: false,
             attr_timeout: DEFAULT_TTL,
             entry_timeout: DEFAULT_TTL,
         }
@@ -463,6 +471,19 @@ impl MountOptions {
                 self.max_readahead_bytes = bytes as u32;
                 self.max_readahead_given = true;
             }
+            "idle_poll" => {
+                let value = need_value()?;
+                self.idle_poll = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => {
+                        return Err(OptionError(format!(
+                            "option idle_poll={value}: must be on or off"
+                        )))
+                    }
+                };
+                self.idle_poll_given = true;
+            }
             "attr_timeout" => self.attr_timeout = parse_seconds(name, need_value()?)?,
             "entry_timeout" => self.entry_timeout = parse_seconds(name, need_value()?)?,
             _ if is_userspace_only(option) || is_userspace_only(name) => {}
@@ -535,6 +556,21 @@ mod tests {
         assert!(MountOptions::parse(&["max_write=2M"]).is_err());
         assert!(MountOptions::parse(&["max_write=100"]).is_err());
         assert!(MountOptions::parse(&["max_write=lots"]).is_err());
+    }
+
+    #[test]
+    fn idle_poll_defaults_to_on_and_takes_on_or_off() {
+        let opts = MountOptions::parse(&["rw"]).unwrap();
+        assert!(opts.idle_poll);
+        assert!(!opts.idle_poll_given);
+        let opts = MountOptions::parse(&["idle_poll=off"]).unwrap();
+        assert!(!opts.idle_poll);
+        assert!(opts.idle_poll_given);
+        let opts = MountOptions::parse(&["idle_poll=off,idle_poll=on"]).unwrap();
+        assert!(opts.idle_poll);
+        let err = MountOptions::parse(&["idle_poll=yes"]).unwrap_err();
+        assert!(err.0.contains("must be on or off"), "{err}");
+        assert!(MountOptions::parse(&["idle_poll"]).is_err());
     }
 
     #[test]

@@ -50,6 +50,8 @@ META_ROWS = [
     ("metadata-unlink", "unlink", "files/s", "unlink_per_second"),
 ]
 COUNTER_NAMES = ("bytes_stored", "bytes_persisted", "lines_flushed", "fences", "msyncs")
+# Idle-polling counters (mount option idle_poll): reported per job, not per op.
+IDLE_POLL_NAMES = ("idle_poll_engagements", "idle_poll_ms")
 
 
 def read_env(path):
@@ -102,7 +104,7 @@ def parse_counters(text):
         return None
     if not isinstance(values, dict):
         return None
-    return {name: values[name] for name in COUNTER_NAMES if isinstance(values.get(name), (int, float))}
+    return {name: values[name] for name in COUNTER_NAMES + IDLE_POLL_NAMES if isinstance(values.get(name), (int, float))}
 
 
 class Cell:
@@ -289,6 +291,8 @@ def build(results_dir):
         ("memory", "memory"), ("fio", "fio"), ("mode", "mode"), ("repeats", "repeats"), ("order", "order of the runs"),
         ("file_size", "fio file size (each of 2 files)"), ("runtime_seconds", "seconds per fio job"),
         ("settle_seconds", "idle seconds before each job (--settle)"),
+        ("poll_idle", "idle CPUs poll for every target (--poll-idle)"),
+        ("cpuidle", "cpuidle driver/governor; guest halt polling"),
         ("meta_files", "files in the metadata job"), ("git_commit", "harness commit (git HEAD of the checkout)"),
         ("cowdax_binary", "cowdax binary"), ("cowdax_version", "cowdax --version"),
         ("cowdax_binary_mtime", "cowdax binary built (UTC)"), ("cowdax_build_note", "cowdax built from"),
@@ -409,14 +413,14 @@ def build(results_dir):
     cowdax_targets = [t for t in targets if t.split("@")[0] == "cowdax"]
     with_counters = [t for t in cowdax_targets if any(cells[(t, row)].counter_deltas for row, *_ in rows)]
     if with_counters:
-        add("Media counters (DESIGN.md §3) read from the daemon before and after each job, divided by the job's operations (fio I/Os, files for metadata, one per copy), median over repeats. On DRAM-emulated pmem stores are cheaper than on real pmem: these counts are the honest measure of persistence effort.")
+        add("Media counters (DESIGN.md §3) read from the daemon before and after each job, divided by the job's operations (fio I/Os, files for metadata, one per copy), median over repeats. The last column: how often during the job the daemon asked the kernel to keep idle CPUs polling (mount option idle_poll, docs/FUSE.md) and for how many milliseconds in all, median over repeats. On DRAM-emulated pmem stores are cheaper than on real pmem: these counts are the honest measure of persistence effort.")
         add("")
     for target in with_counters:
         if len(cowdax_targets) > 1:
             add(f"### {target}")
             add("")
-        add("| job | " + " | ".join(f"{name}/op" for name in COUNTER_NAMES) + " |")
-        add("|---|" + "---|" * len(COUNTER_NAMES))
+        add("| job | " + " | ".join(f"{name}/op" for name in COUNTER_NAMES) + " | idle polling held (times, ms) |")
+        add("|---|" + "---|" * (len(COUNTER_NAMES) + 1))
         for row, _, text, _ in rows:
             cell = cells[(target, row)]
             if not cell.counter_deltas:
@@ -425,6 +429,12 @@ def build(results_dir):
             for name in COUNTER_NAMES:
                 samples = [deltas[name] / max(ops, 1) for deltas, ops in zip(cell.counter_deltas, cell.ops) if name in deltas]
                 per_op.append(f"{statistics.median(samples):.2f}" if samples else "–")
+            held = [(deltas["idle_poll_engagements"], deltas["idle_poll_ms"]) for deltas in cell.counter_deltas
+                    if "idle_poll_engagements" in deltas and "idle_poll_ms" in deltas]
+            if held:
+                per_op.append(f"{statistics.median(h[0] for h in held):.0f}, {statistics.median(h[1] for h in held):.0f} ms")
+            else:
+                per_op.append("–")
             add(f"| {text} | " + " | ".join(per_op) + " |")
         add("")
     if not with_counters:

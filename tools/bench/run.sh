@@ -6,8 +6,8 @@
 #
 #   tools/bench/run.sh [--quick] [--repeats N] [--targets a,b,...]
 #                      [--jobs a,b,...] [--size SIZE] [--runtime SECONDS]
-#                      [--meta-files N] [--settle SECONDS] [--out DIR]
-#                      [--publish DIR]
+#                      [--meta-files N] [--settle SECONDS] [--poll-idle]
+#                      [--out DIR] [--publish DIR]
 #
 # See docs/BENCHMARKS.md for what each job measures and how to read the
 # ratios. Needs root (mount, losetup), fio, python3, cc, pkg-config and the
@@ -45,6 +45,7 @@ file_size=""
 runtime_seconds=""
 meta_files=""
 settle_seconds=0
+poll_idle=0
 out_dir=""
 publish_dir=""
 
@@ -62,6 +63,7 @@ while (($#)); do
         --runtime) runtime_seconds=${2:?}; shift ;;
         --meta-files) meta_files=${2:?}; shift ;;
         --settle) settle_seconds=${2:?}; shift ;;
+        --poll-idle) poll_idle=1 ;;
         --out) out_dir=${2:?}; shift ;;
         --publish) publish_dir=${2:?}; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -241,6 +243,8 @@ loadavg_1min() { cut -d' ' -f1 /proc/loadavg; }
     echo "file_size=$file_size"
     echo "runtime_seconds=$runtime_seconds"
     echo "settle_seconds=$settle_seconds"
+    echo "poll_idle=$( ((poll_idle)) && echo "yes: a CPU latency request of 0 us held for the whole run, so idle CPUs poll for every target" || echo no)"
+    echo "cpuidle=$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)/$(cat /sys/devices/system/cpu/cpuidle/current_governor_ro 2>/dev/null || cat /sys/devices/system/cpu/cpuidle/current_governor 2>/dev/null || echo none); guest_halt_poll_ns=$(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo n/a)"
     echo "meta_files=$meta_files"
     echo "git_commit=$(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "fuse_max_pages_limit=$(cat /proc/sys/fs/fuse/max_pages_limit 2>/dev/null || echo unknown)"
@@ -248,6 +252,19 @@ loadavg_1min() { cut -d' ' -f1 /proc/loadavg; }
 } >"$out_dir/system.env"
 
 log "results in $out_dir, images in $work_dir"
+
+# --poll-idle: the like-for-like run for cowdax's idle_poll mount option
+# (docs/BENCHMARKS.md "Idle polling"): a PM QoS CPU latency request of 0 us,
+# held while this shell keeps the device open (the whole run), makes idle
+# CPUs poll instead of halting for every target, not only while cowdax is busy.
+if ((poll_idle)); then
+    exec {qos_fd}>/dev/cpu_dma_latency || {
+        echo "run.sh: --poll-idle: cannot open /dev/cpu_dma_latency (needs root)" >&2
+        exit 1
+    }
+    printf '0' >&"$qos_fd"
+    log "idle CPUs poll for the whole run (--poll-idle)"
+fi
 log "building FUSE peers and the metadata helper"
 bin_dir=$work_dir/bin
 "$here/peers/build.sh" "$bin_dir" >"$out_dir/logs/build.log" 2>&1 || {

@@ -160,7 +160,20 @@ class ReportTests(unittest.TestCase):
             meta_extra=f"counters_before={before}\ncounters_after={after}\n",
         )
         markdown, *_ = report.build(results.root)
-        self.assertIn("| 4 KiB random write, O_DIRECT, psync | 4096.00 | 2048.00 | 32.00 | 2.00 | 0.00 |", markdown)
+        # Counters of a daemon without idle polling: that column is empty.
+        self.assertIn("| 4 KiB random write, O_DIRECT, psync | 4096.00 | 2048.00 | 32.00 | 2.00 | 0.00 | – |", markdown)
+
+    def test_idle_polling_is_reported_per_job(self):
+        results = ResultsDir(self.tmp.name, ["cowdax"], ["randwrite-4k-direct"])
+        zero = {"bytes_stored": 0, "bytes_persisted": 0, "lines_flushed": 0, "fences": 0, "msyncs": 0}
+        before = json.dumps(dict(zero, idle_poll_engagements=3, idle_poll_ms=100))
+        after = json.dumps(dict(zero, idle_poll_engagements=4, idle_poll_ms=5100))
+        results.add_run(
+            "cowdax", "randwrite-4k-direct", 1, fio_document(1.0, 0, 8192, 2, "write"),
+            meta_extra=f"counters_before={before}\ncounters_after={after}\n",
+        )
+        markdown, *_ = report.build(results.root)
+        self.assertIn("| 0.00 | 1, 5000 ms |", markdown)
 
     def test_copy_job_rate_is_file_size_over_time(self):
         results = ResultsDir(self.tmp.name, ["xfs"], ["copy"])
