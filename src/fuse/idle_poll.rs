@@ -212,6 +212,12 @@ fn take_request(device: &Path) -> std::io::Result<File> {
 /// The watcher thread: sleeps until the request rate is high, then holds
 /// the PM QoS request until it falls.
 fn watch(shared: &Shared, device: &Path, given: bool) {
+    // The daemon's termination signals belong to its signal thread; this
+    // thread may start before the daemon blocks them (docs/FUSE.md,
+    // "Users, threads, signals"), so it blocks every signal itself.
+    if let Err(err) = nix::sys::signal::SigSet::all().thread_block() {
+        log::warn!("idle_poll: cannot block signals in its thread: {err}");
+    }
     loop {
         {
             let mut control = shared.control();
