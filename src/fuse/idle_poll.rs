@@ -318,8 +318,10 @@ mod tests {
         }
         assert!(!poll.engaged());
         assert_eq!(poll.counters().engagements, 0);
-        // A burst engages: the request is written to the device.
-        for _ in 0..4 * BATCH {
+        // A burst engages: the request is written to the device. (Each
+        // batch boundary is a chance; many, so a preempted test still
+        // sees two boundaries within ENGAGE_WITHIN.)
+        for _ in 0..16 * BATCH {
             poll.note_request();
         }
         wait_for("engagement", || poll.counters().engagements == 1);
@@ -328,7 +330,7 @@ mod tests {
         wait_for("release", || !poll.engaged());
         assert_eq!(poll.counters().engagements, 1);
         // A second burst engages again.
-        for _ in 0..2 * BATCH {
+        for _ in 0..16 * BATCH {
             poll.note_request();
         }
         wait_for("second engagement", || poll.counters().engagements == 2);
