@@ -768,7 +768,7 @@ impl Filesystem for CowdaxFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.idle_poll.note_request();
+        self.idle_poll.note_transfer(size as usize);
         // Zero-copy: the bytes are borrowed from the mapping under the
         // inode's read lock and leave in one writev (DESIGN.md §6).
         let mut reply = Some(reply);
@@ -798,7 +798,7 @@ impl Filesystem for CowdaxFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.idle_poll.note_request();
+        self.idle_poll.note_transfer(data.len());
         // HANDLE_KILLPRIV_V2: the kernel flags writes by callers without
         // CAP_FSETID; the core clears setuid/setgid for those.
         let kill_suid_sgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
