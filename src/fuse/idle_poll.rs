@@ -319,12 +319,18 @@ mod tests {
         assert_eq!(KEEP_AT_LEAST, 40);
     }
 
-    #[test]
-    fn a_burst_engages_and_quiet_releases() {
+    /// Idle polling whose "device" is an empty temporary file.
+    fn on_a_temp_device() -> (tempfile::TempDir, std::path::PathBuf, IdlePoll) {
         let dir = tempfile::tempdir().unwrap();
         let device = dir.path().join("qos");
         std::fs::write(&device, b"").unwrap();
         let poll = IdlePoll::start(&device, true);
+        (dir, device, poll)
+    }
+
+    #[test]
+    fn a_burst_engages_and_quiet_releases() {
+        let (_dir, device, poll) = on_a_temp_device();
         // Slow requests (one batch per 10 ms) never engage.
         for _ in 0..5 {
             for _ in 0..BATCH {
@@ -355,10 +361,7 @@ mod tests {
 
     #[test]
     fn large_transfers_do_not_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let device = dir.path().join("qos");
-        std::fs::write(&device, b"").unwrap();
-        let poll = IdlePoll::start(&device, true);
+        let (_dir, _device, poll) = on_a_temp_device();
         for _ in 0..64 * BATCH {
             poll.note_transfer(LARGE_REQUEST_BYTES);
         }
