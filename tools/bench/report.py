@@ -31,8 +31,10 @@ FIO_ROWS = [
     ("randread-4k-direct", "4 KiB random read, O_DIRECT, psync", "IOPS"),
     ("randwrite-4k-direct", "4 KiB random write, O_DIRECT, psync", "IOPS"),
     ("randread-4k-buffered", "4 KiB random read, buffered", "IOPS"),
+    ("randread-4k-cached", "4 KiB random re-read, file read once before", "IOPS"),
     ("randwrite-4k-buffered", "4 KiB random write, buffered", "IOPS"),
     ("randwrite-4k-fsync", "4 KiB random write + fsync each", "IOPS"),
+    ("seqread-8k-buffered", "8 KiB sequential read, buffered", "MiB/s"),
     ("seqread-1m-buffered", "1 MiB sequential read, buffered", "MiB/s"),
     ("seqwrite-1m-buffered", "1 MiB sequential write, buffered", "MiB/s"),
     ("seqread-1m-direct", "1 MiB sequential read, O_DIRECT", "MiB/s"),
@@ -320,7 +322,7 @@ def build(results_dir):
     add("")
     add("## Results (median, min–max over the repeats)")
     add("")
-    add("Higher is better everywhere. Rates are IOPS for 4 KiB jobs, MiB/s for 1 MiB jobs, files/s for metadata.")
+    add("Higher is better everywhere. Rates are IOPS for 4 KiB jobs, MiB/s for sequential jobs and cp, files/s for metadata.")
     add("")
     add("| job | unit | " + " | ".join(targets) + " |")
     add("|---|---|" + "---|" * len(targets))

@@ -27,8 +27,8 @@ repo_root=$(cd "$here/../.." && pwd)
 all_targets=(cowdax tmpfs xfs ext4 btrfs fuse2fs bindfs passthrough_ll null)
 all_jobs=(
     randread-4k-direct randwrite-4k-direct
-    randread-4k-buffered randwrite-4k-buffered randwrite-4k-fsync
-    seqread-1m-buffered seqwrite-1m-buffered seqread-1m-direct seqwrite-1m-direct
+    randread-4k-buffered randread-4k-cached randwrite-4k-buffered randwrite-4k-fsync
+    seqread-8k-buffered seqread-1m-buffered seqwrite-1m-buffered seqread-1m-direct seqwrite-1m-direct
     randread-4k-uring-qd16
     randwrite-4k-direct-2jobs seqread-1m-buffered-2jobs
     mmap-randread-4k mmap-randwrite-4k
