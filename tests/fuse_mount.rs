@@ -6,6 +6,7 @@ mod fuse_support;
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -190,6 +191,89 @@ fn read_only_mount_refuses_writes() {
     assert_eq!(std::fs::read(t.path("f")).unwrap(), b"data");
     let err = std::fs::write(t.path("g"), b"x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    t.finish();
+}
+
+/// An ordinary `umount` ends the daemon with exit 0 and no warning: fuser
+/// 0.18 unmounts the mount point again after the session and warns when
+/// that fails (it always does: its "still mounted?" check is inverted);
+/// the daemon filters those two warnings and checks for itself.
+#[test]
+fn umount_ends_the_foreground_daemon_without_warnings() {
+    let t = TestFs::new(IMAGE_BYTES);
+    let child = cowdax()
+        .args(["mount", "-f"])
+        .arg(&t.image)
+        .arg(&t.mnt)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start cowdax");
+    wait_for("the mount", Duration::from_secs(10), || t.is_mounted());
+    std::fs::write(t.path("f"), b"data").unwrap();
+    umount_retrying_while_busy(&t.mnt);
+    // The daemon writes little to stderr, so the pipe cannot fill up
+    // before it exits.
+    let output = child.wait_with_output().expect("wait for cowdax");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}: {stderr}", output.status);
+    assert!(stderr.contains("unmounted cleanly"), "{stderr}");
+    assert!(!stderr.contains("Failed to umount"), "{stderr}");
+    assert!(!stderr.contains("Unmount failed"), "{stderr}");
+    assert!(!stderr.contains("still mounted"), "{stderr}");
+    t.finish();
+}
+
+/// When the FUSE session ends while the mount stays (the connection was
+/// aborted through /sys/fs/fuse/connections and a process has its working
+/// directory inside, so fuser's unmount fails with EBUSY), the daemon says
+/// so as an error and exits 1 instead of leaving silently.
+#[test]
+fn a_mount_that_outlives_its_session_is_reported() {
+    let t = TestFs::new(IMAGE_BYTES);
+    let child = cowdax()
+        .args(["mount", "-f"])
+        .arg(&t.image)
+        .arg(&t.mnt)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start cowdax");
+    wait_for("the mount", Duration::from_secs(10), || t.is_mounted());
+    let minor = nix::sys::stat::minor(std::fs::metadata(&t.mnt).unwrap().dev());
+    let mut holder = Command::new("sleep")
+        .arg("30")
+        .current_dir(&t.mnt)
+        .spawn()
+        .expect("start a process inside the mount");
+    // fusectl is usually mounted by systemd; mount it for this test if not.
+    let connections = Path::new("/sys/fs/fuse/connections");
+    let mounted_fusectl = fstype_at(connections).is_none();
+    if mounted_fusectl {
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "fusectl", "fusectl"])
+                .arg(connections),
+        );
+    }
+    let aborted = std::fs::write(connections.join(format!("{minor}/abort")), b"1");
+    if mounted_fusectl {
+        let _ = Command::new("umount").arg(connections).status();
+    }
+    aborted.expect("abort the FUSE connection");
+    let output = child.wait_with_output().expect("wait for cowdax");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let _ = Command::new("umount").arg("-l").arg(&t.mnt).status();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("still mounted"), "{stderr}");
+    assert!(stderr.contains("umount -l"), "{stderr}");
+    wait_for("the dead mount to go away", Duration::from_secs(10), || {
+        !t.is_mounted()
+    });
     t.finish();
 }
 

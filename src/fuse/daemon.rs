@@ -111,6 +111,19 @@ fn top_mount(mountinfo: &str, mountpoint: &Path) -> Option<(String, String)> {
     found
 }
 
+/// Mount ID and device of the mount on top at `mountpoint` (mountinfo's
+/// first and third fields): which mount it is, as far as mountinfo says.
+fn top_mount_identity(mountinfo: &str, mountpoint: &Path) -> Option<(String, String)> {
+    let wanted = mountpoint.to_string_lossy();
+    mountinfo.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split_once(" - ")?.0.split(' ').collect();
+        let target = fields.get(4)?;
+        (unescape_mountinfo(target) == wanted)
+            .then(|| Some((fields.first()?.to_string(), fields.get(2)?.to_string())))
+            .flatten()
+    })
+}
+
 /// Filesystem type of the mount whose root is exactly `mountpoint`, from
 /// mountinfo text (the last such mount: the one on top).
 pub fn mounted_fstype(mountinfo: &str, mountpoint: &Path) -> Option<String> {
@@ -441,11 +454,15 @@ fn init_stderr_logging(debug: bool) {
     } else {
         log::LevelFilter::Info
     };
-    let _ = env_logger::Builder::new()
+    let logger = env_logger::Builder::new()
         .filter_level(level)
         .parse_default_env()
         .target(env_logger::Target::Stderr)
-        .try_init();
+        .build();
+    let max_level = logger.filter();
+    if log::set_boxed_logger(Box::new(WithoutSpuriousUnmountWarning(logger))).is_ok() {
+        log::set_max_level(max_level);
+    }
 }
 
 fn init_syslog_logging(debug: bool) {
@@ -462,10 +479,43 @@ fn init_syslog_logging(debug: bool) {
     };
     // No syslog socket (containers): the daemon runs without a log.
     if let Ok(logger) = syslog::unix(formatter) {
-        if log::set_boxed_logger(Box::new(syslog::BasicLogger::new(logger))).is_ok() {
+        let logger = WithoutSpuriousUnmountWarning(syslog::BasicLogger::new(logger));
+        if log::set_boxed_logger(Box::new(logger)).is_ok() {
             log::set_max_level(level);
         }
     }
+}
+
+/// Passes every record on except fuser's warning that its own unmount
+/// failed, which fuser 0.18 logs after every ordinary `umount`: its check
+/// whether the kernel still has the mount reads poll's POLLERR the wrong
+/// way round (fixed upstream after 0.18.0, fuser PR #703), so once the
+/// user has unmounted it unmounts the mount point again and gets EINVAL.
+/// The daemon checks for itself whether the mount outlived the session
+/// ([`Mounted::serve`]) and says so as an error.
+struct WithoutSpuriousUnmountWarning<L>(L);
+
+impl<L: log::Log> log::Log for WithoutSpuriousUnmountWarning<L> {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !is_spurious_unmount_warning(record) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+/// fuser 0.18's warnings when its unmount after the session fails
+/// (`fuser::session` "Failed to umount filesystem: …", `fuser::mnt`
+/// "Unmount failed: …").
+fn is_spurious_unmount_warning(record: &log::Record) -> bool {
+    record.level() == log::Level::Warn && matches!(record.target(), "fuser::session" | "fuser::mnt")
 }
 
 /// One line for an error of opening the filesystem.
@@ -663,10 +713,30 @@ impl Mounted {
             log::warn!("no signal thread ({err}): SIGTERM will not unmount cleanly");
         }
         log::info!("serving with {} threads", self.threads);
+        let ours = std::fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .and_then(|mountinfo| top_mount_identity(&mountinfo, &self.mountpoint));
         let served = self.session.run();
         let mut exit_code = 0;
         if let Err(err) = served {
             log::error!("FUSE session ended with an error: {err}");
+            exit_code = 1;
+        }
+        // fuser has tried to unmount by now; its own warnings about that
+        // are filtered (WithoutSpuriousUnmountWarning), so check here.
+        let still_mounted = ours.is_some_and(|ours| {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .ok()
+                .and_then(|mountinfo| top_mount_identity(&mountinfo, &self.mountpoint))
+                .is_some_and(|now| now == ours)
+        });
+        if still_mounted {
+            log::error!(
+                "{} is still mounted although the FUSE session ended; \
+                 unmount it with `umount -l {}`",
+                self.mountpoint.display(),
+                self.mountpoint.display()
+            );
             exit_code = 1;
         }
         match self.fs.unmount() {
@@ -705,6 +775,32 @@ mod tests {
             Some("tmpfs")
         );
         assert_eq!(mounted_fstype(MOUNTINFO, Path::new("/mnt")), None);
+    }
+
+    #[test]
+    fn mountinfo_identity_is_the_top_mounts_id_and_device() {
+        assert_eq!(
+            top_mount_identity(MOUNTINFO, Path::new("/mnt/with space")),
+            Some(("52".to_string(), "0:52".to_string()))
+        );
+        assert_eq!(top_mount_identity(MOUNTINFO, Path::new("/mnt")), None);
+    }
+
+    #[test]
+    fn only_fusers_unmount_warnings_are_filtered() {
+        let record = |level, target| {
+            let record = log::Record::builder()
+                .level(level)
+                .target(target)
+                .args(format_args!("x"))
+                .build();
+            is_spurious_unmount_warning(&record)
+        };
+        assert!(record(log::Level::Warn, "fuser::session"));
+        assert!(record(log::Level::Warn, "fuser::mnt"));
+        assert!(!record(log::Level::Error, "fuser::session"));
+        assert!(!record(log::Level::Warn, "fuser::request"));
+        assert!(!record(log::Level::Warn, "cowdax::fuse::daemon"));
     }
 
     #[test]
