@@ -194,13 +194,9 @@ fn read_only_mount_refuses_writes() {
     t.finish();
 }
 
-/// An ordinary `umount` ends the daemon with exit 0 and no warning: fuser
-/// 0.18 unmounts the mount point again after the session and warns when
-/// that fails (it always does: its "still mounted?" check is inverted);
-/// the daemon filters those two warnings and checks for itself.
-#[test]
-fn umount_ends_the_foreground_daemon_without_warnings() {
-    let t = TestFs::new(IMAGE_BYTES);
+/// `cowdax mount -f` of `t`'s image with stderr piped (for the test to
+/// read once the daemon has exited); returns once the mount is live.
+fn mount_foreground_keeping_stderr(t: &TestFs) -> std::process::Child {
     let child = cowdax()
         .args(["mount", "-f"])
         .arg(&t.image)
@@ -211,6 +207,17 @@ fn umount_ends_the_foreground_daemon_without_warnings() {
         .spawn()
         .expect("start cowdax");
     wait_for("the mount", Duration::from_secs(10), || t.is_mounted());
+    child
+}
+
+/// An ordinary `umount` ends the daemon with exit 0 and no warning: fuser
+/// 0.18 unmounts the mount point again after the session and warns when
+/// that fails (it always does: its "still mounted?" check is inverted);
+/// the daemon filters those two warnings and checks for itself.
+#[test]
+fn umount_ends_the_foreground_daemon_without_warnings() {
+    let t = TestFs::new(IMAGE_BYTES);
+    let child = mount_foreground_keeping_stderr(&t);
     std::fs::write(t.path("f"), b"data").unwrap();
     umount_retrying_while_busy(&t.mnt);
     // The daemon writes little to stderr, so the pipe cannot fill up
@@ -232,16 +239,7 @@ fn umount_ends_the_foreground_daemon_without_warnings() {
 #[test]
 fn a_mount_that_outlives_its_session_is_reported() {
     let t = TestFs::new(IMAGE_BYTES);
-    let child = cowdax()
-        .args(["mount", "-f"])
-        .arg(&t.image)
-        .arg(&t.mnt)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start cowdax");
-    wait_for("the mount", Duration::from_secs(10), || t.is_mounted());
+    let child = mount_foreground_keeping_stderr(&t);
     let minor = nix::sys::stat::minor(std::fs::metadata(&t.mnt).unwrap().dev());
     let mut holder = Command::new("sleep")
         .arg("30")
