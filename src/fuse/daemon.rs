@@ -88,46 +88,37 @@ fn unescape_mountinfo(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Device (`major:minor`) and filesystem type of the mount whose root is
-/// exactly `mountpoint`, from mountinfo text (the last such mount: the one
-/// on top).
-fn top_mount(mountinfo: &str, mountpoint: &Path) -> Option<(String, String)> {
-    let wanted = mountpoint.to_string_lossy();
-    let mut found = None;
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = left.split(' ').collect();
-        let (Some(device), Some(target)) = (fields.get(2), fields.get(4)) else {
-            continue;
-        };
-        if unescape_mountinfo(target) == wanted {
-            if let Some(fstype) = right.split(' ').next() {
-                found = Some((device.to_string(), fstype.to_string()));
-            }
-        }
-    }
-    found
+/// One mount from mountinfo: its mount ID, device (`major:minor`) and
+/// filesystem type.
+#[derive(Debug, PartialEq)]
+struct MountEntry {
+    id: String,
+    device: String,
+    fstype: String,
 }
 
-/// Mount ID and device of the mount on top at `mountpoint` (mountinfo's
-/// first and third fields): which mount it is, as far as mountinfo says.
-fn top_mount_identity(mountinfo: &str, mountpoint: &Path) -> Option<(String, String)> {
+/// The mount whose root is exactly `mountpoint`, from mountinfo text (the
+/// last such mount: the one on top).
+fn top_mount(mountinfo: &str, mountpoint: &Path) -> Option<MountEntry> {
     let wanted = mountpoint.to_string_lossy();
     mountinfo.lines().rev().find_map(|line| {
-        let fields: Vec<&str> = line.split_once(" - ")?.0.split(' ').collect();
-        let target = fields.get(4)?;
-        (unescape_mountinfo(target) == wanted)
-            .then(|| Some((fields.first()?.to_string(), fields.get(2)?.to_string())))
-            .flatten()
+        let (left, right) = line.split_once(" - ")?;
+        let fields: Vec<&str> = left.split(' ').collect();
+        if unescape_mountinfo(fields.get(4)?) != wanted {
+            return None;
+        }
+        Some(MountEntry {
+            id: fields.first()?.to_string(),
+            device: fields.get(2)?.to_string(),
+            fstype: right.split(' ').next()?.to_string(),
+        })
     })
 }
 
 /// Filesystem type of the mount whose root is exactly `mountpoint`, from
 /// mountinfo text (the last such mount: the one on top).
 pub fn mounted_fstype(mountinfo: &str, mountpoint: &Path) -> Option<String> {
-    top_mount(mountinfo, mountpoint).map(|(_, fstype)| fstype)
+    top_mount(mountinfo, mountpoint).map(|mount| mount.fstype)
 }
 
 /// Sets the kernel's read-ahead window of a new cowdax mount to `bytes`.
@@ -149,7 +140,7 @@ fn apply_read_ahead(mountpoint: &Path, bytes: u32, given: bool) {
         }
     };
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let Some((device, fstype)) = top_mount(&mountinfo, mountpoint) else {
+    let Some(MountEntry { device, fstype, .. }) = top_mount(&mountinfo, mountpoint) else {
         report(format!(
             "max_readahead: {} not found in /proc/self/mountinfo; read-ahead left to the kernel",
             mountpoint.display()
@@ -715,7 +706,7 @@ impl Mounted {
         log::info!("serving with {} threads", self.threads);
         let ours = std::fs::read_to_string("/proc/self/mountinfo")
             .ok()
-            .and_then(|mountinfo| top_mount_identity(&mountinfo, &self.mountpoint));
+            .and_then(|mountinfo| top_mount(&mountinfo, &self.mountpoint));
         let served = self.session.run();
         let mut exit_code = 0;
         if let Err(err) = served {
@@ -727,7 +718,7 @@ impl Mounted {
         let still_mounted = ours.is_some_and(|ours| {
             std::fs::read_to_string("/proc/self/mountinfo")
                 .ok()
-                .and_then(|mountinfo| top_mount_identity(&mountinfo, &self.mountpoint))
+                .and_then(|mountinfo| top_mount(&mountinfo, &self.mountpoint))
                 .is_some_and(|now| now == ours)
         });
         if still_mounted {
@@ -778,15 +769,6 @@ mod tests {
     }
 
     #[test]
-    fn mountinfo_identity_is_the_top_mounts_id_and_device() {
-        assert_eq!(
-            top_mount_identity(MOUNTINFO, Path::new("/mnt/with space")),
-            Some(("52".to_string(), "0:52".to_string()))
-        );
-        assert_eq!(top_mount_identity(MOUNTINFO, Path::new("/mnt")), None);
-    }
-
-    #[test]
     fn only_fusers_unmount_warnings_are_filtered() {
         let record = |level, target| {
             let record = log::Record::builder()
@@ -805,8 +787,15 @@ mod tests {
 
     #[test]
     fn mountinfo_lookup_gives_the_top_mounts_device() {
-        let (device, fstype) = top_mount(MOUNTINFO, Path::new("/mnt/with space")).unwrap();
-        assert_eq!((device.as_str(), fstype.as_str()), ("0:52", "fuse.cowdax"));
+        assert_eq!(
+            top_mount(MOUNTINFO, Path::new("/mnt/with space")),
+            Some(MountEntry {
+                id: "52".into(),
+                device: "0:52".into(),
+                fstype: "fuse.cowdax".into()
+            })
+        );
+        assert_eq!(top_mount(MOUNTINFO, Path::new("/mnt")), None);
     }
 
     #[test]
