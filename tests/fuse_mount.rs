@@ -260,7 +260,13 @@ fn a_mount_that_outlives_its_session_is_reported() {
     if mounted_fusectl {
         let _ = Command::new("umount").arg(connections).status();
     }
-    aborted.expect("abort the FUSE connection");
+    if let Err(err) = aborted {
+        // Leave nothing behind: the holder would keep the mount busy and
+        // TestFs's drop detaches it, which ends the daemon.
+        let _ = holder.kill();
+        let _ = holder.wait();
+        panic!("abort the FUSE connection: {err}");
+    }
     let output = child.wait_with_output().expect("wait for cowdax");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let _ = holder.kill();
