@@ -679,9 +679,22 @@ impl Fs {
                     dir: parent,
                     name: name.to_vec(),
                 });
-                let npa = edits.attrs(&guards, new_parent)?;
-                let cookie = npa.next_cookie;
-                npa.next_cookie = npa.next_cookie.saturating_add(1);
+                // The moved entry keeps a readdir position the directory
+                // already had, so a listing in progress never meets it
+                // again behind its offset: the replaced name's cookie
+                // (that name stays where it was, as on ext4 and tmpfs),
+                // else within one directory its own. Only a move into
+                // another directory adds an entry there, at a new cookie.
+                let cookie = match cur_dst {
+                    Some(dst_slot) => dst_slot.cookie,
+                    None if parent == new_parent => src_slot.cookie,
+                    None => {
+                        let npa = edits.attrs(&guards, new_parent)?;
+                        let cookie = npa.next_cookie;
+                        npa.next_cookie = npa.next_cookie.saturating_add(1);
+                        cookie
+                    }
+                };
                 records.push(Record::PutDirent {
                     dir: new_parent,
                     name: new_name.to_vec(),
