@@ -26,6 +26,7 @@ use fuser::{
 };
 
 use super::acl::{self, Acl};
+use super::coherence::Invalidations;
 use super::handles::HandleTable;
 use super::idle_poll::IdlePoll;
 use super::ioctl::{self, IoctlRequest};
@@ -137,6 +138,8 @@ pub struct CowdaxFs {
     invalidator: Arc<CacheInvalidator>,
     /// Counts every request; keeps idle CPUs polling while they come fast.
     idle_poll: IdlePoll,
+    /// Answers direct writes once the page cache is coherent with them.
+    invalidations: Invalidations,
 }
 
 fn errno_of(err: &fs::Error) -> Errno {
@@ -145,6 +148,13 @@ fn errno_of(err: &fs::Error) -> Errno {
         _ => log::debug!("{err}"),
     }
     Errno::from_i32(err.errno())
+}
+
+fn reply_written(reply: ReplyWrite, result: fs::Result<u32>) {
+    match result {
+        Ok(written) => reply.written(written),
+        Err(err) => reply.error(errno_of(&err)),
+    }
 }
 
 fn file_type(kind: FileKind) -> FileType {
@@ -192,6 +202,7 @@ impl CowdaxFs {
         config: AdapterConfig,
         invalidator: Arc<CacheInvalidator>,
         idle_poll: IdlePoll,
+        invalidations: Invalidations,
     ) -> CowdaxFs {
         CowdaxFs {
             fs,
@@ -199,6 +210,7 @@ impl CowdaxFs {
             handles: HandleTable::new(),
             invalidator,
             idle_poll,
+            invalidations,
         }
     }
 
@@ -453,7 +465,17 @@ impl CowdaxFs {
         reply_empty(reply, self.fs.release_inode(ino));
     }
 
-    fn open_flags_for_file(&self, open_flags: i32) -> FopenFlags {
+    /// Registers a handle for an open (or create) of a regular file and
+    /// chooses how the kernel caches it.
+    fn open_file(&self, ino: Ino, open_flags: i32) -> (u64, FopenFlags) {
+        let bypasses_page_cache = self.config.cache.bypasses_page_cache(open_flags);
+        let fh = self
+            .handles
+            .insert_file(ino, open_flags, bypasses_page_cache);
+        (fh, self.fopen_flags(bypasses_page_cache))
+    }
+
+    fn fopen_flags(&self, bypasses_page_cache: bool) -> FopenFlags {
         // keep_cache: see the module docs. NOFLUSH saves a round trip per
         // close; our writes are synchronous, so flush has nothing to report
         // (with writeback cache the kernel sends FLUSH regardless).
@@ -461,12 +483,13 @@ impl CowdaxFs {
         if !self.config.writeback_cache {
             flags |= FopenFlags::FOPEN_NOFLUSH;
         }
-        if self.config.cache.bypasses_page_cache(open_flags) {
+        if bypasses_page_cache {
             // Reads and writes through this open skip the page cache; mmap
-            // keeps using it (DIRECT_IO_ALLOW_MMAP), and the kernel writes
-            // back and drops cached pages around each direct write, so
+            // keeps using it (DIRECT_IO_ALLOW_MMAP). The kernel writes back
+            // and drops cached pages before each direct write, and the
+            // daemon drops them again after it (super::coherence), so
             // page-cached opens and mappings of the same file stay coherent
-            // (tests/fuse_cache_modes.rs).
+            // (tests/fuse_cache_modes.rs, tests/fuse_mmap_pwrite.rs).
             flags |= FopenFlags::FOPEN_DIRECT_IO;
         }
         flags
@@ -753,8 +776,8 @@ impl Filesystem for CowdaxFs {
             reply.error(errno_of(&err));
             return;
         }
-        let fh = self.handles.insert(ino.0, flags.0, false);
-        reply.opened(FileHandle(fh), self.open_flags_for_file(flags.0));
+        let (fh, fopen_flags) = self.open_file(ino.0, flags.0);
+        reply.opened(FileHandle(fh), fopen_flags);
     }
 
     fn read(
@@ -769,6 +792,11 @@ impl Filesystem for CowdaxFs {
         reply: ReplyData,
     ) {
         self.idle_poll.note_transfer(size as usize);
+        // Any READ may fill the page cache: through a cached open, and
+        // through a direct one too when it serves a mapping's page fault.
+        if let Some(state) = self.handles.get(fh.0).and_then(|f| f.coherence.clone()) {
+            state.note_page_cache_use();
+        }
         // Zero-copy: the bytes are borrowed from the mapping under the
         // inode's read lock and leave in one writev (DESIGN.md §6).
         let mut reply = Some(reply);
@@ -794,7 +822,7 @@ impl Filesystem for CowdaxFs {
         offset: u64,
         data: &[u8],
         write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
@@ -802,14 +830,53 @@ impl Filesystem for CowdaxFs {
         // HANDLE_KILLPRIV_V2: the kernel flags writes by callers without
         // CAP_FSETID; the core clears setuid/setgid for those.
         let kill_suid_sgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        let file = self.handles.get(fh.0);
+        if let Some(file) = &file {
+            file.atime_check_pending.store(true, Ordering::Relaxed);
+        }
+        let Some((file, state)) = file.and_then(|f| f.coherence.clone().map(|c| (f, c))) else {
+            // No handle (not expected for WRITE): nothing cached to mind.
+            reply_written(
+                reply,
+                self.fs.write_ext(ino.0, offset, data, kill_suid_sgid),
+            );
+            return;
+        };
+        let end = offset.saturating_add(data.len() as u64);
+        if write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) {
+            // Writeback of cached pages: never over a direct write in flight
+            // (its cached bytes are older than that write).
+            let result = state.write_back(offset..end, |part| {
+                let from = (part.start - offset) as usize;
+                let to = (part.end - offset) as usize;
+                self.fs
+                    .write_ext(ino.0, part.start, &data[from..to], kill_suid_sgid)
+                    .map(|_| ())
+            });
+            reply_written(reply, result.map(|()| data.len() as u32));
+            return;
+        }
+        if !file.bypasses_page_cache && flags.0 & libc::O_DIRECT == 0 {
+            // Write-through from a cached open: the kernel copied these bytes
+            // into its pages (and holds them locked until this reply).
+            state.note_page_cache_use();
+            reply_written(
+                reply,
+                self.fs.write_ext(ino.0, offset, data, kill_suid_sgid),
+            );
+            return;
+        }
+        let protection = state.protect(offset..end);
         match self.fs.write_ext(ino.0, offset, data, kill_suid_sgid) {
-            Ok(written) => {
-                if let Some(file) = self.handles.get(fh.0) {
-                    file.atime_check_pending.store(true, Ordering::Relaxed);
-                }
-                reply.written(written)
+            Ok(written) if state.needs_invalidation(&protection) => {
+                self.invalidations
+                    .invalidate_then_reply(ino.0, state, protection, reply, written);
             }
-            Err(err) => reply.error(errno_of(&err)),
+            Ok(written) => reply.written(written),
+            Err(err) => {
+                state.release(protection);
+                reply.error(errno_of(&err));
+            }
         }
     }
 
@@ -858,7 +925,7 @@ impl Filesystem for CowdaxFs {
             reply.error(errno_of(&err));
             return;
         }
-        let fh = self.handles.insert(ino.0, flags.0, true);
+        let fh = self.handles.insert_dir(ino.0, flags.0);
         reply.opened(FileHandle(fh), FopenFlags::empty());
     }
 
@@ -1082,13 +1149,13 @@ impl Filesystem for CowdaxFs {
             reply.error(errno_of(&err));
             return;
         }
-        let fh = self.handles.insert(attr.ino, flags, false);
+        let (fh, fopen_flags) = self.open_file(attr.ino, flags);
         reply.created(
             &self.config.entry_ttl,
             &to_file_attr(&attr),
             Generation(attr.generation),
             FileHandle(fh),
-            self.open_flags_for_file(flags),
+            fopen_flags,
         );
     }
 

@@ -20,6 +20,7 @@ use fuser::{Config, MountOption, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::adapter::{AdapterConfig, CacheInvalidator, CowdaxFs};
+use super::coherence::Invalidations;
 use super::idle_poll::{IdlePoll, CPU_LATENCY_DEVICE};
 use super::options::{Access, MountOptions};
 use crate::fs::{self, Fs, OpenOptions};
@@ -547,6 +548,14 @@ pub fn mount(
     let media =
         MmapMedia::open(source, media_mode).map_err(|err| MountError::failed(err.to_string()))?;
     log::info!("opened {}", crate::media::Media::describe(&media));
+    // Started before the image is opened, so its failure leaves nothing to
+    // close.
+    let invalidator = Arc::new(CacheInvalidator::new());
+    let invalidations = Invalidations::start(invalidator.clone()).map_err(|err| {
+        MountError::failed(format!(
+            "starting the page cache invalidation thread: {err}"
+        ))
+    })?;
     let fs = Fs::open(
         Arc::new(media),
         OpenOptions {
@@ -556,7 +565,6 @@ pub fn mount(
     .map_err(|err| MountError::failed(describe_open_error(source, &err)))?;
     let fs = Arc::new(fs);
 
-    let invalidator = Arc::new(CacheInvalidator::new());
     let idle_poll = if opts.idle_poll {
         IdlePoll::start(Path::new(CPU_LATENCY_DEVICE), opts.idle_poll_given)
     } else {
@@ -567,6 +575,7 @@ pub fn mount(
         AdapterConfig::from_options(opts),
         invalidator.clone(),
         idle_poll,
+        invalidations,
     );
     let config = session_config(opts, source);
     let session = match Session::new(adapter, mountpoint, &config) {

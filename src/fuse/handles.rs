@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::coherence::{CoherenceRegistry, InodeCoherence};
 use crate::fs::Ino;
 
 /// One open file or directory.
@@ -22,6 +23,12 @@ pub struct OpenFile {
     /// atime needs an update (relatime), so a stream of reads costs one
     /// check, not one per request.
     pub atime_check_pending: AtomicBool,
+    /// Regular files: whether reads and writes through this handle bypass
+    /// the page cache (`FOPEN_DIRECT_IO`).
+    pub bypasses_page_cache: bool,
+    /// Regular files: the page-cache state shared by all open handles of
+    /// the inode ([`super::coherence`]). `None` for directories.
+    pub coherence: Option<Arc<InodeCoherence>>,
 }
 
 impl OpenFile {
@@ -39,6 +46,7 @@ impl OpenFile {
 pub struct HandleTable {
     next_fh: AtomicU64,
     open: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    coherence: CoherenceRegistry,
 }
 
 impl HandleTable {
@@ -46,6 +54,7 @@ impl HandleTable {
         HandleTable {
             next_fh: AtomicU64::new(1),
             open: Mutex::new(HashMap::new()),
+            coherence: CoherenceRegistry::new(),
         }
     }
 
@@ -57,14 +66,34 @@ impl HandleTable {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers an open file and returns its handle number.
-    pub fn insert(&self, ino: Ino, flags: i32, is_dir: bool) -> u64 {
+    /// Registers an open directory and returns its handle number.
+    pub fn insert_dir(&self, ino: Ino, flags: i32) -> u64 {
+        self.insert(ino, flags, true, false, None)
+    }
+
+    /// Registers an open regular file (or other non-directory) and returns
+    /// its handle number.
+    pub fn insert_file(&self, ino: Ino, flags: i32, bypasses_page_cache: bool) -> u64 {
+        let coherence = self.coherence.open(ino);
+        self.insert(ino, flags, false, bypasses_page_cache, Some(coherence))
+    }
+
+    fn insert(
+        &self,
+        ino: Ino,
+        flags: i32,
+        is_dir: bool,
+        bypasses_page_cache: bool,
+        coherence: Option<Arc<InodeCoherence>>,
+    ) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let file = Arc::new(OpenFile {
             ino,
             flags,
             is_dir,
             atime_check_pending: AtomicBool::new(true),
+            bypasses_page_cache,
+            coherence,
         });
         self.table().insert(fh, file);
         fh
@@ -75,7 +104,11 @@ impl HandleTable {
     }
 
     pub fn remove(&self, fh: u64) -> Option<Arc<OpenFile>> {
-        self.table().remove(&fh)
+        let file = self.table().remove(&fh)?;
+        if file.coherence.is_some() {
+            self.coherence.release(file.ino);
+        }
+        Some(file)
     }
 
     /// Number of handles currently open.
@@ -95,8 +128,8 @@ mod tests {
     #[test]
     fn handles_are_unique_nonzero_and_removable() {
         let table = HandleTable::new();
-        let a = table.insert(5, libc::O_RDONLY, false);
-        let b = table.insert(5, libc::O_WRONLY, false);
+        let a = table.insert_file(5, libc::O_RDONLY, false);
+        let b = table.insert_file(5, libc::O_WRONLY, true);
         assert_ne!(a, 0);
         assert_ne!(a, b);
         assert!(table.get(a).is_some_and(|f| f.readable() && !f.writable()));
@@ -104,5 +137,19 @@ mod tests {
         assert_eq!(table.remove(a).map(|f| f.ino), Some(5));
         assert!(table.get(a).is_none());
         assert_eq!(table.len(), 1);
+        let d = table.insert_dir(6, libc::O_RDONLY);
+        assert!(table
+            .get(d)
+            .is_some_and(|f| f.is_dir && f.coherence.is_none()));
+    }
+
+    #[test]
+    fn handles_of_one_file_share_its_coherence_state() {
+        let table = HandleTable::new();
+        let a = table.insert_file(5, libc::O_RDONLY, false);
+        let b = table.insert_file(5, libc::O_RDWR, true);
+        let state = |fh| table.get(fh).and_then(|f| f.coherence.clone()).unwrap();
+        assert!(Arc::ptr_eq(&state(a), &state(b)));
+        assert!(table.get(b).is_some_and(|f| f.bypasses_page_cache));
     }
 }

@@ -643,12 +643,16 @@ mod tests {
             flags: libc::O_RDONLY,
             is_dir: false,
             atime_check_pending: Default::default(),
+            bypasses_page_cache: false,
+            coherence: None,
         });
         let released = Arc::new(OpenFile {
             ino: 3,
             flags: libc::O_RDONLY,
             is_dir: false,
             atime_check_pending: Default::default(),
+            bypasses_page_cache: false,
+            coherence: None,
         });
         for (token, file, fh) in [([1; 16], &live, 1), ([2; 16], &released, 2)] {
             table.by_token.insert(

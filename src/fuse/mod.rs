@@ -5,6 +5,7 @@
 //!   translates requests into calls of the core ([`crate::fs::Fs`]), plus
 //!   [`adapter::CacheInvalidator`] for invalidating kernel caches;
 //! * [`handles`]: open file handles;
+//! * [`coherence`]: the page cache kept coherent with direct writes;
 //! * [`acl`]: POSIX ACL xattrs kept consistent with the mode bits;
 //! * [`ioctl`]: the hook for cowdax's private ioctls;
 //! * [`idle_poll`]: keeping idle CPUs polling while requests arrive fast;
@@ -15,6 +16,7 @@
 
 pub mod acl;
 pub mod adapter;
+pub mod coherence;
 pub mod daemon;
 pub mod handles;
 pub mod idle_poll;
