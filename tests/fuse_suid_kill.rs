@@ -132,17 +132,19 @@ fn xfs_io_as(user: User, flags: &[&str], command: &str, path: &Path) {
     }
 }
 
-/// Runs `f` on a thread whose credentials are `uid:gid` and no
-/// supplementary groups (so it lacks CAP_FSETID when `uid` is not 0).
+/// Runs `f` on a thread whose credentials are `uid:gid` and the
+/// supplementary `groups` (so it lacks CAP_FSETID when `uid` is not 0).
 fn on_thread_as<T: Send + 'static>(
-    uid: u32,
-    gid: u32,
+    (uid, gid): (u32, u32),
+    groups: &[u32],
     f: impl FnOnce() -> T + Send + 'static,
 ) -> T {
+    let groups = groups.to_vec();
     std::thread::spawn(move || {
         use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
         use rustix::thread::{Gid, Uid};
-        set_thread_groups(&[]).expect("setgroups");
+        let groups: Vec<Gid> = groups.into_iter().map(Gid::from_raw).collect();
+        set_thread_groups(&groups).expect("setgroups");
         let gid = Gid::from_raw(gid);
         set_thread_res_gid(gid, gid, gid).expect("setresgid");
         let uid = Uid::from_raw(uid);
@@ -295,7 +297,7 @@ fn chown_by_the_owner_outside_the_group_clears_setgid() {
     for (before, after) in [(0o2745, 0o745), (0o6745, 0o745), (0o2775, 0o775)] {
         let path = file(&t, "chgrp", (uid, 0), before);
         let target = path.clone();
-        on_thread_as(uid, gid, move || {
+        on_thread_as((uid, gid), &[], move || {
             std::os::unix::fs::chown(&target, None, Some(gid)).expect("chgrp as owner")
         });
         bad.mode(&path, after, &format!("chgrp from outside on {before:o}"));
@@ -303,7 +305,7 @@ fn chown_by_the_owner_outside_the_group_clears_setgid() {
     // From inside the old group: a setgid without group execute stays.
     let path = file(&t, "chgrp", (uid, gid), 0o6745);
     let target = path.clone();
-    on_thread_as(uid, gid, move || {
+    on_thread_as((uid, gid), &[], move || {
         std::os::unix::fs::chown(&target, None, Some(gid)).expect("chgrp as owner")
     });
     bad.mode(&path, 0o2745, "chgrp from inside on 6745");
@@ -351,11 +353,49 @@ fn access_acl_set_by_an_owner_outside_the_group_clears_setgid() {
         for (caller_gid, after) in [(0, 0o2777), (gid, 0o777)] {
             chmod(&path, 0o2755);
             let target = path.clone();
-            on_thread_as(uid, caller_gid, move || set_rwx_acl(&target)).expect("setfacl as owner");
+            on_thread_as((uid, caller_gid), &[], move || set_rwx_acl(&target))
+                .expect("setfacl as owner");
             let case = format!("ACL set by the owner with gid {caller_gid} (directory: {dir})");
             bad.mode(&path, after, &case);
         }
     }
+    bad.assert_none();
+    t.finish();
+}
+
+/// Membership through a supplementary group counts like the primary gid
+/// (the daemon reads the caller's groups from /proc): a setgid bit without
+/// group execute stays after fallocate and an ACL set by such a member.
+#[test]
+fn a_supplementary_group_member_keeps_a_non_executable_setgid() {
+    let t = mounted();
+    let tests = tests_user();
+    let mut bad = Mismatches::default();
+    // Root's file, group root; the caller is `tests` with root as a
+    // supplementary group.
+    let path = file(&t, "falloc", (0, 0), 0o6666);
+    let target = path.clone();
+    on_thread_as(tests, &[0], move || {
+        let file = std::fs::OpenOptions::new().write(true).open(&target)?;
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), KIB64, KIB64)?;
+        Ok::<(), std::io::Error>(())
+    })
+    .expect("fallocate as a supplementary member");
+    bad.mode(&path, 0o2666, "fallocate by a supplementary member");
+    let path = file(&t, "acl", (tests.0, 0), 0o2755);
+    let target = path.clone();
+    on_thread_as(tests, &[0], move || set_rwx_acl(&target)).expect("setfacl as owner");
+    bad.mode(&path, 0o2777, "ACL set by a supplementary member");
+    // The same caller without the supplementary group loses the bit.
+    let path = file(&t, "falloc", (0, 0), 0o2666);
+    let target = path.clone();
+    on_thread_as(tests, &[], move || {
+        let file = std::fs::OpenOptions::new().write(true).open(&target)?;
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), KIB64, KIB64)?;
+        Ok::<(), std::io::Error>(())
+    })
+    .expect("fallocate outside the group");
+    bad.mode(&path, 0o666, "fallocate from outside the group");
     bad.assert_none();
     t.finish();
 }
