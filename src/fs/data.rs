@@ -112,7 +112,7 @@ fn drop_privileges(
     // group does not count: the kernel decides on the inode as it was);
     // the mode includes a chmod of the same setattr.
     let (kind, gid) = (inode.attrs.kind, inode.attrs.gid);
-    let perm = edits.attrs(guards, ino)?.perm;
+    let perm = edits.edited(ino).map_or(inode.attrs.perm, |a| a.perm);
     let after = privs::perm_after(change, kind, perm, gid, caller);
     if after == perm {
         return Ok(false);
