@@ -281,7 +281,17 @@ fn xattr_namespaces_modes_and_limits_follow_linux() {
 
 #[test]
 fn write_truncate_and_chown_drop_privileges_as_the_vfs_does() {
-    use cowdax::fs::{SetAttr, XattrSetMode::Any};
+    use cowdax::fs::{Caller, Privileged, SetAttr, XattrSetMode::Any};
+    /// Lacks CAP_FSETID, belongs to the file's group.
+    struct Member;
+    impl Caller for Member {
+        fn has_fsetid(&self) -> bool {
+            false
+        }
+        fn in_group(&self, _gid: u32) -> bool {
+            true
+        }
+    }
     let sim = formatted(256, None);
     let fs = open(&sim);
     let f = fs
@@ -289,14 +299,17 @@ fn write_truncate_and_chown_drop_privileges_as_the_vfs_does() {
         .expect("f");
     let cap = b"security.capability";
     let perm = |fs: &cowdax::fs::Fs| fs.getattr(f.ino).expect("getattr").perm;
-    // A write drops file capabilities always, setuid/setgid only when asked
-    // (the caller lacks CAP_FSETID).
+    // A write drops file capabilities always, setuid/setgid when the
+    // caller lacks CAP_FSETID.
     fs.setxattr(f.ino, cap, b"caps", Any).expect("set caps");
-    fs.write_ext(f.ino, 0, b"x", false).expect("write");
+    let written = fs.write_as(f.ino, 0, b"x", &Privileged).expect("write");
+    assert!(!written.mode_changed);
     assert!(matches!(fs.getxattr(f.ino, cap), Err(Error::NoAttr)));
     assert_eq!(perm(&fs), 0o6775);
-    fs.write_ext(f.ino, 0, b"y", true)
+    let written = fs
+        .write_as(f.ino, 0, b"y", &Member)
         .expect("write killing suid");
+    assert!(written.mode_changed);
     assert_eq!(perm(&fs), 0o775);
     // Truncate: the same rule; a setgid bit without group execute stays.
     let set_perm = |p: u32| SetAttr {
@@ -307,10 +320,9 @@ fn write_truncate_and_chown_drop_privileges_as_the_vfs_does() {
     fs.setxattr(f.ino, cap, b"caps", Any).expect("set caps");
     let truncate = SetAttr {
         size: Some(0),
-        kill_suid_sgid: true,
         ..SetAttr::default()
     };
-    fs.setattr(f.ino, &truncate).expect("truncate");
+    fs.setattr_as(f.ino, &truncate, &Member).expect("truncate");
     assert_eq!(perm(&fs), 0o2745);
     assert!(matches!(fs.getxattr(f.ino, cap), Err(Error::NoAttr)));
     // Chown: always, even for root.

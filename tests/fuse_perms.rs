@@ -131,7 +131,8 @@ fn truncate_and_fallocate_by_non_root_clear_setuid_and_setgid() {
     let (ok, err) = run_as_tests(&format!("truncate -s 0 {}", quote(&path)));
     assert!(ok, "{err}");
     assert_eq!(mode_of(&path), 0o775);
-    // A setgid bit without group execute (mandatory-locking marker) stays.
+    // A setgid bit without group execute stays for a member of the file's
+    // group (the owner here); tests/fuse_suid_kill.rs has the other cases.
     let path = tests_owned_file(&t, "falloc", 0o6745);
     let (ok, err) = run_as_tests(&format!("fallocate -l 65536 {}", quote(&path)));
     assert!(ok, "{err}");

@@ -9,9 +9,10 @@ use super::codec::Record;
 use super::engine::{mlock, rlock, wlock, LiveAccess};
 use super::inode::{Inode, EXTENT_UNWRITTEN};
 use super::namespace::{guard, Edits, Guards};
+use super::privs::{self, Caller, Change, Privileged};
 use super::{
-    Attr, DedupeOutcome, Error, FallocMode, FileKind, Fs, Ino, Result, SetAttr, TimeOrNow,
-    Timestamp, Whence,
+    Attr, DedupeOutcome, Error, FallocMode, FileKind, Fs, Ino, Modified, Result, SetAttr,
+    TimeOrNow, Timestamp, Whence,
 };
 use crate::store::{PhysExtent, BLOCK_SIZE};
 
@@ -94,28 +95,30 @@ fn eof_zero_piece(old_size: u64, new_start: u64) -> Option<(u64, u64)> {
     Some((old_size, end - old_size))
 }
 
-/// `perm` without S_ISUID, and without S_ISGID when group-executable (a
-/// setgid bit without group execute marks mandatory locking and stays).
-fn without_suid_sgid(perm: u32) -> u32 {
-    let mut perm = perm & !libc::S_ISUID;
-    if perm & libc::S_IXGRP != 0 {
-        perm &= !libc::S_ISGID;
+/// Queue into this transaction what `change` of `ino` (locked in `guards`)
+/// by `caller` drops (src/fs/privs.rs): file capabilities into `records`,
+/// setuid/setgid into `edits`. True when the mode changes.
+fn drop_privileges(
+    change: Change,
+    guards: &Guards<'_>,
+    ino: Ino,
+    caller: &dyn Caller,
+    edits: &mut Edits,
+    records: &mut Vec<Record>,
+) -> Result<bool> {
+    let inode = guard(guards, ino)?;
+    privs::drop_capability(change, inode, ino, records);
+    // The group is the inode's before this transaction (a chown's new
+    // group does not count: the kernel decides on the inode as it was);
+    // the mode includes a chmod of the same setattr.
+    let (kind, gid) = (inode.attrs.kind, inode.attrs.gid);
+    let perm = edits.edited(ino).map_or(inode.attrs.perm, |a| a.perm);
+    let after = privs::perm_after(change, kind, perm, gid, caller);
+    if after == perm {
+        return Ok(false);
     }
-    perm
-}
-
-/// The xattr that grants file capabilities; writing, truncating or
-/// chowning the file removes it.
-const CAPABILITY_XATTR: &[u8] = b"security.capability";
-
-/// Queue the removal of `inode`'s file capabilities, if it has any.
-fn kill_capability(inode: &Inode, ino: Ino, records: &mut Vec<Record>) {
-    if inode.xattrs().contains_key(CAPABILITY_XATTR) {
-        records.push(Record::RemoveXattr {
-            ino,
-            name: CAPABILITY_XATTR.to_vec(),
-        });
-    }
+    edits.attrs(guards, ino)?.perm = after;
+    Ok(true)
 }
 
 impl Fs {
@@ -359,15 +362,22 @@ impl Fs {
         Ok(out)
     }
 
-    /// Returns bytes written. Shared blocks are copied on write.
+    /// Returns bytes written. Shared blocks are copied on write. Writes as
+    /// a privileged caller (see [`Fs::write_as`]).
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
-        self.write_ext(ino, offset, data, false)
+        Ok(self.write_as(ino, offset, data, &Privileged)?.value)
     }
 
-    /// `write`, also clearing S_ISUID (and S_ISGID when group-executable) as
-    /// a write by a caller without CAP_FSETID must. Any write removes a
-    /// `security.capability` xattr, as the VFS does for local filesystems.
-    pub fn write_ext(&self, ino: Ino, offset: u64, data: &[u8], clear_suid: bool) -> Result<u32> {
+    /// `write` by `caller`: drops setuid/setgid as a data change by that
+    /// caller must, and file capabilities always, in the write's
+    /// transaction (src/fs/privs.rs).
+    pub fn write_as(
+        &self,
+        ino: Ino,
+        offset: u64,
+        data: &[u8],
+        caller: &dyn Caller,
+    ) -> Result<Modified<u32>> {
         let len = u32::try_from(data.len()).map_err(|_| Error::Invalid("write too large"))?;
         let end = offset
             .checked_add(data.len() as u64)
@@ -375,7 +385,7 @@ impl Fs {
             .ok_or(Error::FileTooBig)?;
         if data.is_empty() {
             self.getattr(ino)?;
-            return Ok(0);
+            return Ok(Modified::unchanged(0));
         }
         self.mutating(|| {
             let arc = self.inode(ino)?;
@@ -413,18 +423,12 @@ impl Fs {
             }
             let stored = self.write_data(ino, inode, &pieces)?;
             let now = Timestamp::now();
-            let perm = inode.attrs.perm;
-            let new_perm = if clear_suid {
-                without_suid_sgid(perm)
-            } else {
-                perm
-            };
             let mut records = Vec::new();
-            kill_capability(inode, ino, &mut records);
-            let needs_commit = !stored.records.is_empty()
-                || end > old_size
-                || new_perm != perm
-                || !records.is_empty();
+            let mut edits = Edits::default();
+            let mode_changed =
+                drop_privileges(Change::Data, &guards, ino, caller, &mut edits, &mut records)?;
+            let needs_commit =
+                !stored.records.is_empty() || end > old_size || mode_changed || !records.is_empty();
             if !needs_commit {
                 // Pure in-place overwrite: timestamps are journaled lazily
                 // (fsync, release, checkpoint).
@@ -432,22 +436,31 @@ impl Fs {
                 inode.attrs.mtime = now;
                 inode.attrs.ctime = now;
                 inode.attrs_dirty = true;
-                return Ok(len);
+                return Ok(Modified::unchanged(len));
             }
-            let mut edits = Edits::default();
             let a = edits.attrs(&guards, ino)?;
             a.size = a.size.max(end);
             a.mtime = now;
             a.ctime = now;
-            a.perm = new_perm;
             let grows = !stored.records.is_empty();
             self.commit_data(&mut guards, stored, records, edits, grows)?;
-            Ok(len)
+            Ok(Modified {
+                value: len,
+                mode_changed,
+            })
         })
     }
 
     /// Size changes truncate/extend (shared blocks: decrement refcounts).
+    /// Acts as a privileged caller (see [`Fs::setattr_as`]).
     pub fn setattr(&self, ino: Ino, set: &SetAttr) -> Result<Attr> {
+        self.setattr_as(ino, set, &Privileged)
+    }
+
+    /// `setattr` by `caller`: a size change (truncate, even to the same
+    /// size) is a data change and a uid/gid change a chown; each drops
+    /// privileges in the same transaction (src/fs/privs.rs).
+    pub fn setattr_as(&self, ino: Ino, set: &SetAttr, caller: &dyn Caller) -> Result<Attr> {
         if let Some(size) = set.size {
             if size > MAX_FILE_BYTES {
                 return Err(Error::FileTooBig);
@@ -498,23 +511,23 @@ impl Fs {
                 }
                 a.size = size;
             }
-            // Truncate and chown of a non-directory drop privileges like the
-            // VFS: file capabilities always; S_ISUID and group-executable
-            // S_ISGID on chown always (Linux does so even for root), on
-            // truncate when the caller lacks CAP_FSETID (`kill_suid_sgid`).
-            let chown = set.uid.is_some() || set.gid.is_some();
-            let is_dir = inode.attrs.kind == FileKind::Directory;
-            if (chown || set.size.is_some()) && !is_dir {
-                kill_capability(inode, ino, &mut records);
-            }
-            let kill = !is_dir && (chown || set.kill_suid_sgid);
-            let a = edits.attrs(&guards, ino)?;
             if let Some(perm) = set.perm {
-                a.perm = perm & 0o7777;
+                edits.attrs(&guards, ino)?.perm = perm & 0o7777;
             }
-            if kill {
-                a.perm = without_suid_sgid(a.perm);
+            if set.size.is_some() {
+                drop_privileges(Change::Data, &guards, ino, caller, &mut edits, &mut records)?;
             }
+            if set.uid.is_some() || set.gid.is_some() {
+                drop_privileges(
+                    Change::Chown,
+                    &guards,
+                    ino,
+                    caller,
+                    &mut edits,
+                    &mut records,
+                )?;
+            }
+            let a = edits.attrs(&guards, ino)?;
             if let Some(uid) = set.uid {
                 a.uid = uid;
             }
@@ -534,7 +547,61 @@ impl Fs {
         })
     }
 
+    /// The mode change that setting an access ACL implies (the kernel's
+    /// `posix_acl_update_mode`): the ACL's permission bits `rwx` replace
+    /// the mode's rwxrwxrwx, and setgid drops unless `caller` is in the
+    /// file's group or holds CAP_FSETID. One transaction, none when the
+    /// mode stays.
+    pub fn chmod_for_access_acl(&self, ino: Ino, rwx: u32, caller: &dyn Caller) -> Result<Attr> {
+        self.mutating(|| {
+            let arc = self.inode(ino)?;
+            let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
+            let inode = guard(&guards, ino)?;
+            if inode.deleted {
+                return Err(Error::NotFound);
+            }
+            let old = inode.attrs.perm;
+            let mut edits = Edits::default();
+            let mut records = Vec::new();
+            edits.attrs(&guards, ino)?.perm = (old & 0o7000) | (rwx & 0o777);
+            drop_privileges(
+                Change::AccessAcl,
+                &guards,
+                ino,
+                caller,
+                &mut edits,
+                &mut records,
+            )?;
+            let a = edits.attrs(&guards, ino)?;
+            if a.perm == old {
+                return Ok(guard(&guards, ino)?.to_attr(ino));
+            }
+            a.ctime = Timestamp::now();
+            let stored = Stored {
+                records: Vec::new(),
+                allocated: Vec::new(),
+            };
+            self.commit_data(&mut guards, stored, records, edits, false)?;
+            Ok(guard(&guards, ino)?.to_attr(ino))
+        })
+    }
+
+    /// fallocate as a privileged caller (see [`Fs::fallocate_as`]).
     pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: FallocMode) -> Result<()> {
+        self.fallocate_as(ino, offset, len, mode, &Privileged)
+            .map(|m| m.value)
+    }
+
+    /// fallocate by `caller`. Every mode is a data change (the kernel's
+    /// `file_modified`): privileges drop in the same transaction.
+    pub fn fallocate_as(
+        &self,
+        ino: Ino,
+        offset: u64,
+        len: u64,
+        mode: FallocMode,
+        caller: &dyn Caller,
+    ) -> Result<Modified<()>> {
         if len == 0 {
             return Err(Error::Invalid("fallocate of zero bytes"));
         }
@@ -551,6 +618,14 @@ impl Fs {
             let now = Timestamp::now();
             let mut edits = Edits::default();
             let mut records = Vec::new();
+            let mode_changed =
+                drop_privileges(Change::Data, &guards, ino, caller, &mut edits, &mut records)?;
+            let done = |r: Result<()>| {
+                r.map(|()| Modified {
+                    value: (),
+                    mode_changed,
+                })
+            };
             let first_full = offset.div_ceil(BS);
             let end_full = end / BS;
             let mut pieces: Vec<Piece<'_>> = Vec::new();
@@ -611,7 +686,13 @@ impl Fs {
                                         records: Vec::new(),
                                         allocated: alloc,
                                     };
-                                    return self.commit_data(&mut guards, st, records, edits, true);
+                                    return done(self.commit_data(
+                                        &mut guards,
+                                        st,
+                                        records,
+                                        edits,
+                                        true,
+                                    ));
                                 }
                                 Err(e) => {
                                     self.unalloc(&stored.allocated);
@@ -622,7 +703,7 @@ impl Fs {
                         edits.attrs(&guards, ino)?.size = end;
                     }
                     edits.attrs(&guards, ino)?.ctime = now;
-                    return self.commit_data(&mut guards, stored, records, edits, true);
+                    return done(self.commit_data(&mut guards, stored, records, edits, true));
                 }
                 FallocMode::PunchHole => (true, false),
                 FallocMode::ZeroRange { keep_size } => (keep_size, true),
@@ -729,7 +810,7 @@ impl Fs {
                     }
                 }
             }
-            self.commit_data(&mut guards, stored, records, edits, grows)
+            done(self.commit_data(&mut guards, stored, records, edits, grows))
         })
     }
 
@@ -799,7 +880,8 @@ impl Fs {
     /// Share `len` bytes (block-aligned offsets; `len` may end at the source's
     /// EOF) from `src` to `dst`. Same file and overlapping ranges allowed.
     /// Returns bytes cloned. Extends `dst` if needed. `len == 0` clones to
-    /// the source's EOF.
+    /// the source's EOF. Clones as a privileged caller (see
+    /// [`Fs::clone_range_as`]).
     pub fn clone_range(
         &self,
         src: Ino,
@@ -808,6 +890,22 @@ impl Fs {
         dst_off: u64,
         len: u64,
     ) -> Result<u64> {
+        Ok(self
+            .clone_range_as(src, src_off, dst, dst_off, len, &Privileged)?
+            .value)
+    }
+
+    /// `clone_range` by `caller`: a data change of `dst`, whose privileges
+    /// drop in the clone's transaction (src/fs/privs.rs).
+    pub fn clone_range_as(
+        &self,
+        src: Ino,
+        src_off: u64,
+        dst: Ino,
+        dst_off: u64,
+        len: u64,
+        caller: &dyn Caller,
+    ) -> Result<Modified<u64>> {
         if src_off % BS != 0 || dst_off % BS != 0 {
             return Err(Error::Invalid("clone offsets must be block-aligned"));
         }
@@ -820,7 +918,7 @@ impl Fs {
             let src_size = s.attrs.size;
             let len = clamp_to_eof(src_off, len, src_size)?;
             if len == 0 {
-                return Ok(0);
+                return Ok(Modified::unchanged(0));
             }
             let dst_end = dst_off
                 .checked_add(len)
@@ -847,7 +945,7 @@ impl Fs {
                     }],
                 )?;
             }
-            let records = vec![Record::CloneRange {
+            let mut records = vec![Record::CloneRange {
                 src,
                 src_block: src_off / BS,
                 dst,
@@ -856,12 +954,17 @@ impl Fs {
             }];
             let now = Timestamp::now();
             let mut edits = Edits::default();
+            let mode_changed =
+                drop_privileges(Change::Data, &guards, dst, caller, &mut edits, &mut records)?;
             let a = edits.attrs(&guards, dst)?;
             a.size = a.size.max(dst_end);
             a.mtime = now;
             a.ctime = now;
             self.commit_data(&mut guards, stored, records, edits, true)?;
-            Ok(len)
+            Ok(Modified {
+                value: len,
+                mode_changed,
+            })
         })
     }
 
@@ -935,7 +1038,8 @@ impl Fs {
     }
 
     /// Clone the block-aligned middle and byte-copy head/tail (copy_file_range).
-    /// Each part is its own transaction.
+    /// Each part is its own transaction. Copies as a privileged caller (see
+    /// [`Fs::copy_range_as`]).
     pub fn copy_range(
         &self,
         src: Ino,
@@ -944,12 +1048,29 @@ impl Fs {
         dst_off: u64,
         len: u64,
     ) -> Result<u64> {
+        Ok(self
+            .copy_range_as(src, src_off, dst, dst_off, len, &Privileged)?
+            .value)
+    }
+
+    /// `copy_range` by `caller`: each part is a data change of `dst`; the
+    /// first one drops its privileges, in that part's transaction.
+    pub fn copy_range_as(
+        &self,
+        src: Ino,
+        src_off: u64,
+        dst: Ino,
+        dst_off: u64,
+        len: u64,
+        caller: &dyn Caller,
+    ) -> Result<Modified<u64>> {
         let src_size = self.getattr(src)?.size;
         if src_off >= src_size || len == 0 {
-            return Ok(0);
+            return Ok(Modified::unchanged(0));
         }
         let len = len.min(src_size - src_off);
         let mut done = 0u64;
+        let mode_changed = std::cell::Cell::new(false);
         let copy_bytes = |from: u64, to: u64, n: u64| -> Result<()> {
             let mut pos = 0;
             while pos < n {
@@ -958,7 +1079,8 @@ impl Fs {
                 if data.is_empty() {
                     break;
                 }
-                self.write(dst, to + pos, &data)?;
+                let written = self.write_as(dst, to + pos, &data, caller)?;
+                mode_changed.set(mode_changed.get() | written.mode_changed);
                 pos += data.len() as u64;
             }
             Ok(())
@@ -971,12 +1093,17 @@ impl Fs {
             done += head;
             let middle = (len - done) / BS * BS;
             if middle > 0 {
-                let cloned = self.clone_range(src, src_off + done, dst, dst_off + done, middle)?;
-                done += cloned;
+                let cloned =
+                    self.clone_range_as(src, src_off + done, dst, dst_off + done, middle, caller)?;
+                mode_changed.set(mode_changed.get() | cloned.mode_changed);
+                done += cloned.value;
             }
         }
         copy_bytes(src_off + done, dst_off + done, len - done)?;
-        Ok(len)
+        Ok(Modified {
+            value: len,
+            mode_changed: mode_changed.get(),
+        })
     }
 }
 

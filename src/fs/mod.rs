@@ -14,10 +14,12 @@ mod data;
 mod engine;
 mod inode;
 mod namespace;
+mod privs;
 mod scrub;
 mod space;
 
 pub use engine::Fs;
+pub use privs::{Caller, Privileged};
 
 /// Inode number.
 pub type Ino = u64;
@@ -238,6 +240,24 @@ pub struct Attr {
     pub blksize: u32,
 }
 
+/// The result of a data change by a [`Caller`], and whether the change
+/// also dropped setuid/setgid: a cached copy of the mode is then stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Modified<T> {
+    pub value: T,
+    pub mode_changed: bool,
+}
+
+impl<T> Modified<T> {
+    pub(crate) fn unchanged(value: T) -> Modified<T> {
+        Modified {
+            value,
+            mode_changed: false,
+        }
+    }
+}
+
 /// Which attributes `setattr` changes (`None` = unchanged).
 #[derive(Clone, Debug, Default)]
 pub struct SetAttr {
@@ -248,10 +268,6 @@ pub struct SetAttr {
     pub atime: Option<TimeOrNow>,
     pub mtime: Option<TimeOrNow>,
     pub ctime: Option<Timestamp>,
-    /// Also clear S_ISUID, and S_ISGID when the file is group-executable,
-    /// as a truncate by a caller without CAP_FSETID must (the FUSE
-    /// adapter decides; see docs/FUSE.md, "killing setuid").
-    pub kill_suid_sgid: bool,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -111,6 +111,10 @@ impl Edits {
         };
         Ok(&mut slot.0)
     }
+    /// The attributes as edited so far, if `ino` has an edit.
+    pub fn edited(&self, ino: Ino) -> Option<&InodeAttrs> {
+        self.attrs.get(&ino).map(|(attrs, _)| attrs)
+    }
     pub fn delete(&mut self, ino: Ino) {
         self.delete.insert(ino);
     }

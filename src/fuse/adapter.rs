@@ -32,8 +32,8 @@ use super::idle_poll::IdlePoll;
 use super::ioctl::{self, IoctlRequest};
 use super::options::{AtimePolicy, CacheMode, MountOptions};
 use crate::fs::{
-    self, Attr, Creds, FallocMode, FileKind, Fs, Ino, RenameFlags, SetAttr, TimeOrNow, Timestamp,
-    Whence, XattrSetMode,
+    self, Attr, Creds, FallocMode, FileKind, Fs, Ino, Modified, RenameFlags, SetAttr, TimeOrNow,
+    Timestamp, Whence, XattrSetMode,
 };
 
 /// Largest byte count one legacy `FUSE_COPY_FILE_RANGE` reply can report
@@ -359,12 +359,17 @@ impl CowdaxFs {
         )
     }
 
-    /// setxattr of `system.posix_acl_access`: validate, derive the mode
-    /// bits, and store the ACL only if the mode bits cannot express it.
-    fn set_access_acl(&self, ino: Ino, value: &[u8], mode: XattrSetMode) -> fs::Result<()> {
+    /// setxattr of `system.posix_acl_access`: validate, store the ACL only
+    /// if the mode bits cannot express it, and let the core derive the mode
+    /// (which drops setgid for a caller outside the file's group).
+    fn set_access_acl(
+        &self,
+        ino: Ino,
+        value: &[u8],
+        mode: XattrSetMode,
+        caller: &RequestCaller,
+    ) -> fs::Result<()> {
         let access = Acl::parse(value).map_err(|_| fs::Error::Invalid("malformed POSIX ACL"))?;
-        let attr = self.fs.getattr(ino)?;
-        let perm = (attr.perm & 0o7000) | access.permission_bits();
         if access.is_equivalent_to_mode() {
             match self.fs.removexattr(ino, acl::ACCESS_XATTR) {
                 Ok(()) | Err(fs::Error::NoAttr) => {}
@@ -373,15 +378,8 @@ impl CowdaxFs {
         } else {
             self.fs.setxattr(ino, acl::ACCESS_XATTR, value, mode)?;
         }
-        if perm != attr.perm {
-            self.fs.setattr(
-                ino,
-                &SetAttr {
-                    perm: Some(perm),
-                    ..SetAttr::default()
-                },
-            )?;
-        }
+        self.fs
+            .chmod_for_access_acl(ino, access.permission_bits(), caller)?;
         Ok(())
     }
 
@@ -434,28 +432,16 @@ impl CowdaxFs {
         }
     }
 
-    /// With HANDLE_KILLPRIV_V2 the kernel leaves setuid/setgid alone on
-    /// fallocate, copy_file_range and clone (its `file_modified` turns into
-    /// an empty setattr): clear them here for a caller without CAP_FSETID,
-    /// as the VFS would. Costs a transaction only when a bit is set.
-    pub(crate) fn kill_suid_sgid_after_modify(&self, caller_uid: u32, ino: Ino) -> fs::Result<()> {
-        if caller_uid == 0 {
-            return Ok(());
+    /// After a data change that the kernel does not follow with fresh
+    /// attributes (write, fallocate, copy_file_range, clone): when the core
+    /// dropped setuid/setgid with it, drop the kernel's cached mode before
+    /// the reply, or a `stat` asking only for the mode (STATX_MODE, as
+    /// `stat -c %A` does) would see the old bits for attr_timeout.
+    pub(crate) fn after_data_change<T>(&self, ino: Ino, modified: Modified<T>) -> T {
+        if modified.mode_changed {
+            self.invalidate_cached_attributes(ino);
         }
-        let perm = self.fs.getattr(ino)?.perm;
-        let gexec_sgid = libc::S_ISGID | libc::S_IXGRP;
-        if perm & libc::S_ISUID == 0 && perm & gexec_sgid != gexec_sgid {
-            return Ok(());
-        }
-        self.fs.setattr(
-            ino,
-            &SetAttr {
-                kill_suid_sgid: true,
-                ..SetAttr::default()
-            },
-        )?;
-        self.invalidate_cached_attributes(ino);
-        Ok(())
+        modified.value
     }
 
     /// release and releasedir: forget the handle, then let the core drop
@@ -496,12 +482,73 @@ impl CowdaxFs {
     }
 }
 
-/// Whether the caller may keep setuid/setgid bits on a file it modifies
-/// (CAP_FSETID). FUSE requests carry only uid/gid/pid, so root stands for
-/// the capability; a root process that dropped CAP_FSETID keeps the bits
-/// where a local filesystem would clear them (docs/FUSE.md).
-fn caller_has_fsetid(req: &Request) -> bool {
-    req.uid() == 0
+/// The caller of one request as the core's privilege rules see it
+/// (src/fs/privs.rs). A FUSE request carries the caller's fsuid, fsgid and
+/// thread id; root stands for CAP_FSETID (a root process that dropped the
+/// capability keeps setuid/setgid where a local filesystem would clear
+/// them, docs/FUSE.md) unless the kernel says otherwise (a write's
+/// FUSE_WRITE_KILL_SUIDGID). Supplementary groups are read from
+/// /proc/TID/status, once, and only when a rule needs them.
+pub(crate) struct RequestCaller {
+    gid: u32,
+    pid: u32,
+    fsetid: bool,
+    groups: OnceLock<Vec<u32>>,
+}
+
+impl RequestCaller {
+    pub(crate) fn new(uid: u32, gid: u32, pid: u32) -> RequestCaller {
+        RequestCaller {
+            gid,
+            pid,
+            fsetid: uid == 0,
+            groups: OnceLock::new(),
+        }
+    }
+
+    fn of(req: &Request) -> RequestCaller {
+        RequestCaller::new(req.uid(), req.gid(), req.pid())
+    }
+
+    /// The kernel told whether the caller holds CAP_FSETID.
+    fn with_fsetid(mut self, fsetid: bool) -> RequestCaller {
+        self.fsetid = fsetid;
+        self
+    }
+}
+
+impl fs::Caller for RequestCaller {
+    fn has_fsetid(&self) -> bool {
+        self.fsetid
+    }
+
+    fn in_group(&self, gid: u32) -> bool {
+        gid == self.gid
+            || self
+                .groups
+                .get_or_init(|| supplementary_groups(self.pid))
+                .contains(&gid)
+    }
+}
+
+/// The `Groups:` line of /proc/PID/status; none when the process is gone
+/// (or invisible from our pid namespace: the kernel then sends pid 0), so
+/// the caller counts as outside the group and loses a setgid bit.
+fn supplementary_groups(pid: u32) -> Vec<u32> {
+    if pid == 0 {
+        return Vec::new();
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Groups:"))
+        .map(|groups| {
+            groups
+                .split_whitespace()
+                .filter_map(|g| g.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn name_bytes(name: &OsStr) -> &[u8] {
@@ -609,11 +656,12 @@ impl Filesystem for CowdaxFs {
         reply: ReplyAttr,
     ) {
         self.idle_poll.note_request();
-        // Permission checks (owner, CAP_FOWNER, setgid stripping) were done
-        // by the kernel (default_permissions). Killing setuid/setgid is ours
-        // (HANDLE_KILLPRIV_V2): the core does it on chown; on truncate the
-        // kernel would say "caller lacks CAP_FSETID" with FATTR_KILL_SUIDGID,
-        // which fuser does not pass on, so a non-root caller stands for it.
+        // Permission checks (owner, CAP_FOWNER, setgid stripping on chmod)
+        // were done by the kernel (default_permissions). Killing privileges
+        // on truncate and chown is ours (HANDLE_KILLPRIV_V2) and the core's
+        // rules; on truncate the kernel would say "caller lacks CAP_FSETID"
+        // with FATTR_KILL_SUIDGID, which fuser does not pass on, so a
+        // non-root caller stands for it.
         let set = SetAttr {
             perm: mode.map(|m| m & 0o7777),
             uid,
@@ -622,9 +670,9 @@ impl Filesystem for CowdaxFs {
             atime: atime.map(to_time_or_now),
             mtime: mtime.map(to_time_or_now),
             ctime: ctime.map(Timestamp::from),
-            kill_suid_sgid: size.is_some() && !caller_has_fsetid(req),
         };
-        let result = self.fs.setattr(ino.0, &set).and_then(|attr| {
+        let caller = RequestCaller::of(req);
+        let result = self.fs.setattr_as(ino.0, &set, &caller).and_then(|attr| {
             if let Some(perm) = set.perm {
                 self.sync_acl_after_chmod(ino.0, perm)?;
             }
@@ -816,7 +864,7 @@ impl Filesystem for CowdaxFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -828,18 +876,22 @@ impl Filesystem for CowdaxFs {
     ) {
         self.idle_poll.note_transfer(data.len());
         // HANDLE_KILLPRIV_V2: the kernel flags writes by callers without
-        // CAP_FSETID; the core clears setuid/setgid for those.
-        let kill_suid_sgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        // CAP_FSETID (buffered and O_DIRECT alike); the core drops what a
+        // write by such a caller drops.
+        let fsetid = !write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        let caller = RequestCaller::of(req).with_fsetid(fsetid);
+        let apply = |offset: u64, data: &[u8]| {
+            self.fs
+                .write_as(ino.0, offset, data, &caller)
+                .map(|modified| self.after_data_change(ino.0, modified))
+        };
         let file = self.handles.get(fh.0);
         if let Some(file) = &file {
             file.atime_check_pending.store(true, Ordering::Relaxed);
         }
         let Some((file, state)) = file.and_then(|f| f.coherence.clone().map(|c| (f, c))) else {
             // No handle (not expected for WRITE): nothing cached to mind.
-            reply_written(
-                reply,
-                self.fs.write_ext(ino.0, offset, data, kill_suid_sgid),
-            );
+            reply_written(reply, apply(offset, data));
             return;
         };
         let end = offset.saturating_add(data.len() as u64);
@@ -849,9 +901,7 @@ impl Filesystem for CowdaxFs {
             let result = state.write_back(offset..end, |part| {
                 let from = (part.start - offset) as usize;
                 let to = (part.end - offset) as usize;
-                self.fs
-                    .write_ext(ino.0, part.start, &data[from..to], kill_suid_sgid)
-                    .map(|_| ())
+                apply(part.start, &data[from..to]).map(|_| ())
             });
             reply_written(reply, result.map(|()| data.len() as u32));
             return;
@@ -860,14 +910,11 @@ impl Filesystem for CowdaxFs {
             // Write-through from a cached open: the kernel copied these bytes
             // into its pages (and holds them locked until this reply).
             state.note_page_cache_use();
-            reply_written(
-                reply,
-                self.fs.write_ext(ino.0, offset, data, kill_suid_sgid),
-            );
+            reply_written(reply, apply(offset, data));
             return;
         }
         let protection = state.protect(offset..end);
-        match self.fs.write_ext(ino.0, offset, data, kill_suid_sgid) {
+        match apply(offset, data) {
             Ok(written) if state.needs_invalidation(&protection) => {
                 self.invalidations
                     .invalidate_then_reply(ino.0, state, protection, reply, written);
@@ -1044,7 +1091,7 @@ impl Filesystem for CowdaxFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -1064,7 +1111,11 @@ impl Filesystem for CowdaxFs {
         };
         let name = name_bytes(name);
         let result = if name == acl::ACCESS_XATTR {
-            self.set_access_acl(ino.0, value, mode)
+            // The kernel would flag a caller outside the file's group with
+            // FUSE_SETXATTR_ACL_KILL_SGID, but only with FUSE_SETXATTR_EXT,
+            // whose longer request fuser 0.18 cannot parse: the core asks
+            // the caller's groups itself.
+            self.set_access_acl(ino.0, value, mode, &RequestCaller::of(req))
         } else if name == acl::DEFAULT_XATTR {
             Acl::parse(value)
                 .map_err(|_| fs::Error::Invalid("malformed POSIX ACL"))
@@ -1207,10 +1258,13 @@ impl Filesystem for CowdaxFs {
             reply.error(Errno::from_i32(libc::EOPNOTSUPP));
             return;
         };
+        // HANDLE_KILLPRIV_V2: the kernel leaves privileges to us and says
+        // nothing about CAP_FSETID here (its `file_modified` turns into an
+        // empty setattr).
         let result = self
             .fs
-            .fallocate(ino.0, offset, length, mode)
-            .and_then(|()| self.kill_suid_sgid_after_modify(req.uid(), ino.0));
+            .fallocate_as(ino.0, offset, length, mode, &RequestCaller::of(req))
+            .map(|modified| self.after_data_change(ino.0, modified));
         match result {
             Ok(()) => reply.ok(),
             Err(err) => reply.error(errno_of(&err)),
@@ -1270,13 +1324,11 @@ impl Filesystem for CowdaxFs {
         // The reply carries a u32: copy at most that much per request (the
         // caller loops on short copies, as for any copy_file_range).
         let len = len.min(COPY_RANGE_MAX_BYTES);
+        let caller = RequestCaller::of(req);
         let result = self
             .fs
-            .copy_range(ino_in.0, offset_in, ino_out.0, offset_out, len)
-            .and_then(|copied| {
-                self.kill_suid_sgid_after_modify(req.uid(), ino_out.0)?;
-                Ok(copied)
-            });
+            .copy_range_as(ino_in.0, offset_in, ino_out.0, offset_out, len, &caller)
+            .map(|modified| self.after_data_change(ino_out.0, modified));
         match result {
             Ok(copied) => reply.written(u32::try_from(copied.min(len)).unwrap_or(u32::MAX)),
             // Never ENOSYS (that would switch copy_file_range off for the

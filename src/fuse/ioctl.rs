@@ -31,7 +31,7 @@ use std::io::Read;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use super::adapter::CowdaxFs;
+use super::adapter::{CowdaxFs, RequestCaller};
 use super::handles::OpenFile;
 use crate::fs::{self, Attr, DedupeOutcome, FileKind, Ino};
 use crate::ioctl_abi::{self as abi, Token};
@@ -384,16 +384,18 @@ fn clone_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i3
     let cloned = if len == 0 {
         0
     } else {
+        // A data change of dst: the core drops its privileges (setuid and
+        // setgid for a non-root caller, file capabilities always).
+        let caller = RequestCaller::new(req.uid, req.gid, req.pid);
         adapter
             .fs()
-            .clone_range(src, args.src_offset, dst, args.dst_offset, len)
+            .clone_range_as(src, args.src_offset, dst, args.dst_offset, len, &caller)
             .map_err(|e| core_errno(&e))?
+            .value
     };
     if cloned > 0 {
+        // Pages and attributes (the mode too, if privileges dropped).
         invalidate(adapter, dst, args.dst_offset, cloned);
-        adapter
-            .kill_suid_sgid_after_modify(req.uid, dst)
-            .map_err(|e| core_errno(&e))?;
     }
     args.bytes_cloned = cloned;
     Ok(args.encode())
