@@ -10,6 +10,9 @@
 //! reads and writes; `keep_cache` is safe because every change of file
 //! contents passes through this kernel, except remaps by the private
 //! ioctls, which invalidate the destination range explicitly ([`CacheInvalidator`]).
+//! Under `strictatime` every open bypasses the page cache for read/write
+//! (a read served from cached pages never reaches the daemon, which keeps
+//! atime); mmap still uses it.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -107,6 +110,13 @@ pub struct AdapterConfig {
     pub max_write_bytes: u32,
     pub max_readahead_bytes: u32,
     pub atime: AtimePolicy,
+    /// `nodiratime`: listing a directory leaves its atime alone.
+    pub no_dir_atime: bool,
+    /// strictatime: reads bypass the page cache (`FOPEN_DIRECT_IO`), since a
+    /// read served from cached pages never reaches the daemon and so could
+    /// not update atime. Cleared in init if the kernel cannot mmap
+    /// direct_io files.
+    pub strict_atime_reads: bool,
     pub read_only: bool,
 }
 
@@ -124,6 +134,8 @@ impl AdapterConfig {
             } else {
                 opts.atime
             },
+            no_dir_atime: opts.no_dir_atime,
+            strict_atime_reads: !opts.read_only && opts.atime == AtimePolicy::Always,
             read_only: opts.read_only,
         }
     }
@@ -373,8 +385,17 @@ impl CowdaxFs {
         Ok(())
     }
 
-    /// Access-time maintenance after a read through handle `fh`.
-    fn touch_atime(&self, ino: Ino, fh: u64) {
+    /// Access-time maintenance for a read of `ino` (file data, or a
+    /// directory listing) through handle `fh`. Runs before the reply: when
+    /// read(2) or getdents(2) returns, the new atime is stored and the
+    /// kernel's copy dropped, so the caller's next stat sees it (the kernel
+    /// also drops its cached atime when a read completes; the explicit
+    /// invalidation bumps the attribute version too, so a GETATTR answered
+    /// just before the update cannot re-cache the old value).
+    fn touch_atime(&self, ino: Ino, fh: u64, is_dir: bool) {
+        if is_dir && self.config.no_dir_atime {
+            return;
+        }
         let check = match self.config.atime {
             AtimePolicy::Never => false,
             AtimePolicy::Always => true,
@@ -402,9 +423,6 @@ impl CowdaxFs {
             ctime: Some(attr.ctime),
             ..SetAttr::default()
         };
-        // The kernel drops its cached atime when the read completes, but
-        // that is before this update (it follows the reply): a stat in
-        // between caches the old atime for attr_timeout. Drop it again.
         match self.fs.setattr(ino, &set) {
             Ok(_) => self.invalidate_cached_attributes(ino),
             Err(err) => log::debug!("inode {ino}: atime update failed: {err}"),
@@ -461,7 +479,7 @@ impl CowdaxFs {
         if !self.config.writeback_cache {
             flags |= FopenFlags::FOPEN_NOFLUSH;
         }
-        if self.config.cache.bypasses_page_cache(open_flags) {
+        if self.config.cache.bypasses_page_cache(open_flags) || self.config.strict_atime_reads {
             // Reads and writes through this open skip the page cache; mmap
             // keeps using it (DIRECT_IO_ALLOW_MMAP), and the kernel writes
             // back and drops cached pages around each direct write, so
@@ -501,7 +519,7 @@ impl Filesystem for CowdaxFs {
         if self.config.writeback_cache {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
-        if self.config.cache != CacheMode::Page {
+        if self.config.cache != CacheMode::Page || self.config.strict_atime_reads {
             wanted |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         }
         for flag in wanted.iter() {
@@ -515,6 +533,13 @@ impl Filesystem for CowdaxFs {
                         self.config.cache.name()
                     );
                     self.config.cache = CacheMode::Page;
+                    if self.config.strict_atime_reads {
+                        log::warn!(
+                            "strictatime: reads served from the page cache will not update atime \
+                             (bypassing it needs Linux 6.6 or later)"
+                        );
+                        self.config.strict_atime_reads = false;
+                    }
                 }
             }
         }
@@ -769,6 +794,8 @@ impl Filesystem for CowdaxFs {
         reply: ReplyData,
     ) {
         self.idle_poll.note_transfer(size as usize);
+        // atime first (outside the core's read lock): see touch_atime.
+        self.touch_atime(ino.0, fh.0, false);
         // Zero-copy: the bytes are borrowed from the mapping under the
         // inode's read lock and leave in one writev (DESIGN.md §6).
         let mut reply = Some(reply);
@@ -778,7 +805,7 @@ impl Filesystem for CowdaxFs {
             }
         });
         match (result, reply) {
-            (Ok(()), None) => self.touch_atime(ino.0, fh.0),
+            (Ok(()), None) => {}
             // The core succeeded without producing bytes: nothing to read.
             (Ok(()), Some(reply)) => reply.data(&[]),
             (Err(err), Some(reply)) => reply.error(errno_of(&err)),
@@ -866,11 +893,14 @@ impl Filesystem for CowdaxFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         self.idle_poll.note_request();
+        // Every getdents reaches the daemon (no directory cache is asked
+        // for), so a listing updates atime like a read (unless nodiratime).
+        self.touch_atime(ino.0, fh.0, true);
         let result = self.fs.readdir(ino.0, offset, &mut |entry| {
             let full = reply.add(
                 INodeNo(entry.ino),
@@ -890,11 +920,14 @@ impl Filesystem for CowdaxFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         self.idle_poll.note_request();
+        // Every getdents reaches the daemon (no directory cache is asked
+        // for), so a listing updates atime like a read (unless nodiratime).
+        self.touch_atime(ino.0, fh.0, true);
         // Gather names first, then attributes: the core's readdir callback
         // runs under the directory's lock, so no other core call in it.
         let mut entries = Vec::new();
