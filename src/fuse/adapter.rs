@@ -191,6 +191,19 @@ fn to_file_attr(attr: &Attr) -> FileAttr {
     }
 }
 
+/// The generation the kernel keeps for an inode (`i_generation`) and puts
+/// into its file handles beside the inode number. The core's generation is
+/// unique per created inode and persisted, so a handle of a deleted inode
+/// can never match a later one. The kernel's root inode has generation 0
+/// (it warns about any other), so the root reports 0.
+fn entry_generation(attr: &Attr) -> Generation {
+    if attr.ino == fs::ROOT_INO {
+        Generation(0)
+    } else {
+        Generation(attr.generation)
+    }
+}
+
 fn to_time_or_now(t: fuser::TimeOrNow) -> TimeOrNow {
     match t {
         fuser::TimeOrNow::Now => TimeOrNow::Now,
@@ -239,7 +252,7 @@ impl CowdaxFs {
             &self.config.attr_ttl,
             &self.config.entry_ttl,
             &to_file_attr(attr),
-            Generation(attr.generation),
+            entry_generation(attr),
         );
     }
 
@@ -515,7 +528,10 @@ impl Filesystem for CowdaxFs {
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_ASYNC_DIO
             | InitFlags::FUSE_HAS_IOCTL_DIR
-            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2
+            // File handles (name_to_handle_at, NFS) that survive the kernel
+            // forgetting the inode: see `lookup` of "." and "..".
+            | InitFlags::FUSE_EXPORT_SUPPORT;
         if self.config.writeback_cache {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
@@ -572,7 +588,25 @@ impl Filesystem for CowdaxFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.idle_poll.note_request();
-        match self.fs.lookup(parent.0, name_bytes(name)) {
+        // Path walks never send "." or ".." (the VFS resolves them); the
+        // kernel does when it decodes a file handle whose inode it has
+        // forgotten: "." of the handle's inode, a file or a directory, and
+        // ".." of a directory to reconnect it (fs/fuse/inode.c
+        // fuse_get_dentry, fuse_get_parent). An inode without links is gone
+        // for a handle (ENOENT, which the kernel turns into ESTALE), as on
+        // ext4; one still open is in the kernel's cache and never asked for.
+        let result = if name.as_bytes() == b"." {
+            self.fs.getattr(parent.0).and_then(|attr| {
+                if attr.nlink == 0 {
+                    Err(fs::Error::NotFound)
+                } else {
+                    Ok(attr)
+                }
+            })
+        } else {
+            self.fs.lookup(parent.0, name_bytes(name))
+        };
+        match result {
             Ok(attr) => self.reply_entry(reply, &attr),
             Err(err) => reply.error(errno_of(&err)),
         }
@@ -955,7 +989,7 @@ impl Filesystem for CowdaxFs {
                 OsStr::from_bytes(&entry.name),
                 &self.config.entry_ttl,
                 &to_file_attr(&attr),
-                Generation(attr.generation),
+                entry_generation(&attr),
             );
             if full {
                 break;
@@ -1119,7 +1153,7 @@ impl Filesystem for CowdaxFs {
         reply.created(
             &self.config.entry_ttl,
             &to_file_attr(&attr),
-            Generation(attr.generation),
+            entry_generation(&attr),
             FileHandle(fh),
             self.open_flags_for_file(flags),
         );
