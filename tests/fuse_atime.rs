@@ -67,7 +67,14 @@ fn tick() {
 
 #[test]
 fn strictatime_every_read_of_a_cached_file_moves_atime() {
-    let t = mounted("allow_other,strictatime");
+    // cache=auto (default) caches read-only opens, cache=page every open.
+    for cache in ["auto", "page"] {
+        strict_rereads(&format!("allow_other,strictatime,cache={cache}"));
+    }
+}
+
+fn strict_rereads(options: &str) {
+    let t = mounted(options);
     let path = t.path("hot");
     std::fs::write(&path, vec![7u8; 16384]).unwrap();
     // A plain read-only open: by default served through the page cache.
@@ -81,7 +88,7 @@ fn strictatime_every_read_of_a_cached_file_moves_atime() {
         file.read_exact_at(&mut buf, 0).unwrap();
         assert!(
             atime(&path).0 > OLD,
-            "round {round}: re-read through the same open left atime unchanged"
+            "{options}, round {round}: re-read through the same open left atime unchanged"
         );
         set_atime(&path, OLD);
         let mut again = Vec::new();
@@ -89,7 +96,7 @@ fn strictatime_every_read_of_a_cached_file_moves_atime() {
         assert_eq!(again.len(), 16384);
         assert!(
             atime(&path).0 > OLD,
-            "round {round}: re-read through a new open left atime unchanged"
+            "{options}, round {round}: re-read through a new open left atime unchanged"
         );
     }
     // Unlike relatime, strictatime moves an atime that is already newer

@@ -204,6 +204,14 @@ fn entry_generation(attr: &Attr) -> Generation {
     }
 }
 
+/// relatime: a read updates atime only if atime is not newer than mtime or
+/// ctime, or is at least a day old (the kernel's `relatime_need_update`).
+fn relatime_due(attr: &Attr, now: Timestamp) -> bool {
+    attr.atime <= attr.mtime
+        || attr.atime <= attr.ctime
+        || now.secs.saturating_sub(attr.atime.secs) >= RELATIME_MAX_AGE_SECS
+}
+
 fn to_time_or_now(t: fuser::TimeOrNow) -> TimeOrNow {
     match t {
         fuser::TimeOrNow::Now => TimeOrNow::Now,
@@ -424,10 +432,7 @@ impl CowdaxFs {
             return;
         };
         let now = Timestamp::now();
-        let stale = attr.atime <= attr.mtime
-            || attr.atime <= attr.ctime
-            || now.secs.saturating_sub(attr.atime.secs) >= RELATIME_MAX_AGE_SECS;
-        if self.config.atime == AtimePolicy::Relative && !stale {
+        if self.config.atime == AtimePolicy::Relative && !relatime_due(&attr, now) {
             return;
         }
         // An implicit atime update must not change ctime: pass it unchanged.
@@ -1385,6 +1390,26 @@ mod tests {
             generation: 1,
             blksize: 4096,
         }
+    }
+
+    #[test]
+    fn relatime_is_due_when_atime_is_not_newer_than_mtime_or_ctime_or_a_day_old() {
+        let at = |secs| Timestamp { secs, nanos: 0 };
+        let now = at(1_000_000);
+        let mut a = attr(FileKind::Regular, 0o644, 0, 0);
+        (a.mtime, a.ctime) = (at(900_000), at(900_000));
+        a.atime = at(900_000);
+        assert!(relatime_due(&a, now), "atime == mtime");
+        a.atime = at(950_000);
+        assert!(!relatime_due(&a, now), "newer than both, less than a day");
+        a.ctime = at(960_000);
+        assert!(relatime_due(&a, now), "older than ctime");
+        a.ctime = at(900_000);
+        a.atime = at(1_000_000 - 24 * 60 * 60);
+        assert!(a.atime > a.mtime);
+        assert!(relatime_due(&a, now), "a day old");
+        a.atime = at(1_000_000 - 24 * 60 * 60 + 1);
+        assert!(!relatime_due(&a, now), "a second short of a day");
     }
 
     #[test]
