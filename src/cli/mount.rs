@@ -17,6 +17,8 @@ Mount options (-o, comma-separated, may repeat):
   default_permissions            kernel checks mode bits and POSIX ACLs (default)
   dev/nodev, suid/nosuid, exec/noexec, sync/async, dirsync
   atime, strictatime, relatime (default), noatime, nodiratime
+                                 (strictatime: reads bypass the page cache,
+                                 so every read reaches the daemon)
   fsname=NAME                    source shown by mount/df (default: SOURCE)
   subtype=cowdax                 accepted; the type is always fuse.cowdax
   auto_unmount                   unmount if the daemon dies (needs allow_other/allow_root)

@@ -227,6 +227,14 @@ impl Fs {
         for payload in &recovered.transactions {
             journaled += payload.len() as u64;
             for rec in codec::decode_txn(payload)? {
+                // An inode created and deleted since the checkpoint is in
+                // no table: its number and generation are known only
+                // here, and must not be handed out again (file handles
+                // name inodes by both).
+                if let Record::PutInode { ino, attrs, .. } = &rec {
+                    next_ino = next_ino.max(ino.saturating_add(1));
+                    next_generation = next_generation.max(attrs.generation.saturating_add(1));
+                }
                 apply(&rec, &mut inodes, None)?;
             }
         }

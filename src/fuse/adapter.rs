@@ -10,6 +10,9 @@
 //! reads and writes; `keep_cache` is safe because every change of file
 //! contents passes through this kernel, except remaps by the private
 //! ioctls, which invalidate the destination range explicitly ([`CacheInvalidator`]).
+//! Under `strictatime` every open bypasses the page cache for read/write
+//! (a read served from cached pages never reaches the daemon, which keeps
+//! atime); mmap still uses it.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -108,6 +111,13 @@ pub struct AdapterConfig {
     pub max_write_bytes: u32,
     pub max_readahead_bytes: u32,
     pub atime: AtimePolicy,
+    /// `nodiratime`: listing a directory leaves its atime alone.
+    pub no_dir_atime: bool,
+    /// strictatime: reads bypass the page cache (`FOPEN_DIRECT_IO`), since a
+    /// read served from cached pages never reaches the daemon and so could
+    /// not update atime. Cleared in init if the kernel cannot mmap
+    /// direct_io files.
+    pub strict_atime_reads: bool,
     pub read_only: bool,
 }
 
@@ -125,6 +135,8 @@ impl AdapterConfig {
             } else {
                 opts.atime
             },
+            no_dir_atime: opts.no_dir_atime,
+            strict_atime_reads: !opts.read_only && opts.atime == AtimePolicy::Always,
             read_only: opts.read_only,
         }
     }
@@ -189,6 +201,27 @@ fn to_file_attr(attr: &Attr) -> FileAttr {
     }
 }
 
+/// The generation the kernel keeps for an inode (`i_generation`) and puts
+/// into its file handles beside the inode number. The core's generation is
+/// unique per created inode and persisted, so a handle of a deleted inode
+/// can never match a later one. The kernel's root inode has generation 0
+/// (it warns about any other), so the root reports 0.
+fn entry_generation(attr: &Attr) -> Generation {
+    if attr.ino == fs::ROOT_INO {
+        Generation(0)
+    } else {
+        Generation(attr.generation)
+    }
+}
+
+/// relatime: a read updates atime only if atime is not newer than mtime or
+/// ctime, or is at least a day old (the kernel's `relatime_need_update`).
+fn relatime_due(attr: &Attr, now: Timestamp) -> bool {
+    attr.atime <= attr.mtime
+        || attr.atime <= attr.ctime
+        || now.secs.saturating_sub(attr.atime.secs) >= RELATIME_MAX_AGE_SECS
+}
+
 fn to_time_or_now(t: fuser::TimeOrNow) -> TimeOrNow {
     match t {
         fuser::TimeOrNow::Now => TimeOrNow::Now,
@@ -239,7 +272,7 @@ impl CowdaxFs {
             &self.config.attr_ttl,
             &self.config.entry_ttl,
             &to_file_attr(attr),
-            Generation(attr.generation),
+            entry_generation(attr),
         );
     }
 
@@ -383,8 +416,17 @@ impl CowdaxFs {
         Ok(())
     }
 
-    /// Access-time maintenance after a read through handle `fh`.
-    fn touch_atime(&self, ino: Ino, fh: u64) {
+    /// Access-time maintenance for a read of `ino` (file data, or a
+    /// directory listing) through handle `fh`. Runs before the reply: when
+    /// read(2) or getdents(2) returns, the new atime is stored and the
+    /// kernel's copy dropped, so the caller's next stat sees it (the kernel
+    /// also drops its cached atime when a read completes; the explicit
+    /// invalidation bumps the attribute version too, so a GETATTR answered
+    /// just before the update cannot re-cache the old value).
+    fn touch_atime(&self, ino: Ino, fh: u64, is_dir: bool) {
+        if is_dir && self.config.no_dir_atime {
+            return;
+        }
         let check = match self.config.atime {
             AtimePolicy::Never => false,
             AtimePolicy::Always => true,
@@ -400,10 +442,7 @@ impl CowdaxFs {
             return;
         };
         let now = Timestamp::now();
-        let stale = attr.atime <= attr.mtime
-            || attr.atime <= attr.ctime
-            || now.secs.saturating_sub(attr.atime.secs) >= RELATIME_MAX_AGE_SECS;
-        if self.config.atime == AtimePolicy::Relative && !stale {
+        if self.config.atime == AtimePolicy::Relative && !relatime_due(&attr, now) {
             return;
         }
         // An implicit atime update must not change ctime: pass it unchanged.
@@ -412,9 +451,6 @@ impl CowdaxFs {
             ctime: Some(attr.ctime),
             ..SetAttr::default()
         };
-        // The kernel drops its cached atime when the read completes, but
-        // that is before this update (it follows the reply): a stat in
-        // between caches the old atime for attr_timeout. Drop it again.
         match self.fs.setattr(ino, &set) {
             Ok(_) => self.invalidate_cached_attributes(ino),
             Err(err) => log::debug!("inode {ino}: atime update failed: {err}"),
@@ -454,7 +490,9 @@ impl CowdaxFs {
     /// Registers a handle for an open (or create) of a regular file and
     /// chooses how the kernel caches it.
     fn open_file(&self, ino: Ino, open_flags: i32) -> (u64, FopenFlags) {
-        let bypasses_page_cache = self.config.cache.bypasses_page_cache(open_flags);
+        // strictatime: every read must reach the daemon to move atime.
+        let bypasses_page_cache =
+            self.config.cache.bypasses_page_cache(open_flags) || self.config.strict_atime_reads;
         let fh = self
             .handles
             .insert_file(ino, open_flags, bypasses_page_cache);
@@ -567,11 +605,14 @@ impl Filesystem for CowdaxFs {
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_ASYNC_DIO
             | InitFlags::FUSE_HAS_IOCTL_DIR
-            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2
+            // File handles (name_to_handle_at, NFS) that survive the kernel
+            // forgetting the inode: see `lookup` of "." and "..".
+            | InitFlags::FUSE_EXPORT_SUPPORT;
         if self.config.writeback_cache {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
-        if self.config.cache != CacheMode::Page {
+        if self.config.cache != CacheMode::Page || self.config.strict_atime_reads {
             wanted |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         }
         for flag in wanted.iter() {
@@ -585,6 +626,13 @@ impl Filesystem for CowdaxFs {
                         self.config.cache.name()
                     );
                     self.config.cache = CacheMode::Page;
+                    if self.config.strict_atime_reads {
+                        log::warn!(
+                            "strictatime: reads served from the page cache will not update atime \
+                             (bypassing it needs Linux 6.6 or later)"
+                        );
+                        self.config.strict_atime_reads = false;
+                    }
                 }
             }
         }
@@ -617,7 +665,25 @@ impl Filesystem for CowdaxFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.idle_poll.note_request();
-        match self.fs.lookup(parent.0, name_bytes(name)) {
+        // Path walks never send "." or ".." (the VFS resolves them); the
+        // kernel does when it decodes a file handle whose inode it has
+        // forgotten: "." of the handle's inode, a file or a directory, and
+        // ".." of a directory to reconnect it (fs/fuse/inode.c
+        // fuse_get_dentry, fuse_get_parent). An inode without links is gone
+        // for a handle (ENOENT, which the kernel turns into ESTALE), as on
+        // ext4; one still open is in the kernel's cache and never asked for.
+        let result = if name.as_bytes() == b"." {
+            self.fs.getattr(parent.0).and_then(|attr| {
+                if attr.nlink == 0 {
+                    Err(fs::Error::NotFound)
+                } else {
+                    Ok(attr)
+                }
+            })
+        } else {
+            self.fs.lookup(parent.0, name_bytes(name))
+        };
+        match result {
             Ok(attr) => self.reply_entry(reply, &attr),
             Err(err) => reply.error(errno_of(&err)),
         }
@@ -845,6 +911,8 @@ impl Filesystem for CowdaxFs {
         if let Some(state) = self.handles.get(fh.0).and_then(|f| f.coherence.clone()) {
             state.note_page_cache_use();
         }
+        // atime first (outside the core's read lock): see touch_atime.
+        self.touch_atime(ino.0, fh.0, false);
         // Zero-copy: the bytes are borrowed from the mapping under the
         // inode's read lock and leave in one writev (DESIGN.md §6).
         let mut reply = Some(reply);
@@ -854,7 +922,7 @@ impl Filesystem for CowdaxFs {
             }
         });
         match (result, reply) {
-            (Ok(()), None) => self.touch_atime(ino.0, fh.0),
+            (Ok(()), None) => {}
             // The core succeeded without producing bytes: nothing to read.
             (Ok(()), Some(reply)) => reply.data(&[]),
             (Err(err), Some(reply)) => reply.error(errno_of(&err)),
@@ -980,11 +1048,14 @@ impl Filesystem for CowdaxFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         self.idle_poll.note_request();
+        // Every getdents reaches the daemon (no directory cache is asked
+        // for), so a listing updates atime like a read (unless nodiratime).
+        self.touch_atime(ino.0, fh.0, true);
         let result = self.fs.readdir(ino.0, offset, &mut |entry| {
             let full = reply.add(
                 INodeNo(entry.ino),
@@ -1004,11 +1075,14 @@ impl Filesystem for CowdaxFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         self.idle_poll.note_request();
+        // Every getdents reaches the daemon (no directory cache is asked
+        // for), so a listing updates atime like a read (unless nodiratime).
+        self.touch_atime(ino.0, fh.0, true);
         // Gather names first, then attributes: the core's readdir callback
         // runs under the directory's lock, so no other core call in it.
         let mut entries = Vec::new();
@@ -1036,7 +1110,7 @@ impl Filesystem for CowdaxFs {
                 OsStr::from_bytes(&entry.name),
                 &self.config.entry_ttl,
                 &to_file_attr(&attr),
-                Generation(attr.generation),
+                entry_generation(&attr),
             );
             if full {
                 break;
@@ -1204,7 +1278,7 @@ impl Filesystem for CowdaxFs {
         reply.created(
             &self.config.entry_ttl,
             &to_file_attr(&attr),
-            Generation(attr.generation),
+            entry_generation(&attr),
             FileHandle(fh),
             fopen_flags,
         );
@@ -1437,6 +1511,26 @@ mod tests {
             generation: 1,
             blksize: 4096,
         }
+    }
+
+    #[test]
+    fn relatime_is_due_when_atime_is_not_newer_than_mtime_or_ctime_or_a_day_old() {
+        let at = |secs| Timestamp { secs, nanos: 0 };
+        let now = at(1_000_000);
+        let mut a = attr(FileKind::Regular, 0o644, 0, 0);
+        (a.mtime, a.ctime) = (at(900_000), at(900_000));
+        a.atime = at(900_000);
+        assert!(relatime_due(&a, now), "atime == mtime");
+        a.atime = at(950_000);
+        assert!(!relatime_due(&a, now), "newer than both, less than a day");
+        a.ctime = at(960_000);
+        assert!(relatime_due(&a, now), "older than ctime");
+        a.ctime = at(900_000);
+        a.atime = at(1_000_000 - 24 * 60 * 60);
+        assert!(a.atime > a.mtime);
+        assert!(relatime_due(&a, now), "a day old");
+        a.atime = at(1_000_000 - 24 * 60 * 60 + 1);
+        assert!(!relatime_due(&a, now), "a second short of a day");
     }
 
     #[test]

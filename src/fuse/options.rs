@@ -39,7 +39,9 @@ pub enum AtimePolicy {
     /// Update atime when it is not newer than mtime/ctime or older than a day
     /// (`relatime`, the kernel's default).
     Relative,
-    /// Update atime on every read (`strictatime`, `atime`).
+    /// Update atime on every read (`strictatime`, `atime`). Every open then
+    /// bypasses the page cache for read/write whatever `cache=` says, since
+    /// reads served from it never reach the daemon (docs/FUSE.md).
     Always,
 }
 
