@@ -182,3 +182,52 @@ fn a_lazily_unmounted_image_with_open_files_is_refused_until_they_close() {
     umount(&fs.mnt);
     finish(fs);
 }
+
+/// A lock holder without the in-use mark is what a daemon looks like while
+/// it writes its final checkpoint; `flock(1)` plays one for 2 s, longer
+/// than the 1 s after which the waiting side tells the user.
+fn hold_lock_like_a_finishing_daemon(image: &Path) -> std::process::Child {
+    let holder = Command::new("flock")
+        .arg(image)
+        .arg("sleep")
+        .arg("2")
+        .spawn()
+        .expect("run flock(1)");
+    wait_for(
+        "flock(1) to take the image's lock",
+        std::time::Duration::from_secs(10),
+        || !image_unlocked(image),
+    );
+    holder
+}
+
+#[test]
+fn mount_and_fsck_wait_for_a_finishing_holder_and_say_so() {
+    let fs = TestFs::new(64 << 20);
+    for (what, args) in [
+        ("fsck -n", vec!["fsck".to_string(), "-n".into()]),
+        ("mount", vec!["mount".to_string()]),
+    ] {
+        let mut holder = hold_lock_like_a_finishing_daemon(&fs.image);
+        let mut command = cowdax();
+        command.args(&args).arg(&fs.image);
+        if what == "mount" {
+            command.arg(&fs.mnt);
+        }
+        let output = run(&mut command);
+        assert!(
+            output.status.success(),
+            "{what} while the lock was held: {}",
+            stderr_of(&output)
+        );
+        assert!(
+            stderr_of(&output).contains("waiting for the previous cowdax daemon (pid "),
+            "{what}: {}",
+            stderr_of(&output)
+        );
+        holder.wait().expect("flock(1) exits");
+    }
+    assert!(fs.is_mounted());
+    umount(&fs.mnt);
+    finish(fs);
+}
