@@ -469,7 +469,11 @@ impl MmapMedia {
             }
         })?;
         let file: &File = &lock;
-        claim::take_in_use_mark(file).map_err(|source| io_error(path, source))?;
+        if let Err(err) = claim::take_in_use_mark(file) {
+            // Only the waiting of other openers depends on it (they then
+            // take this holder for one finishing and wait, bounded).
+            log::warn!("{}: cannot take the in-use mark: {err}", path.display());
+        }
         let metadata = file.metadata().map_err(|source| io_error(path, source))?;
         let file_type = metadata.file_type();
         let page_size_bytes = page_size_bytes();
