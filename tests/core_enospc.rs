@@ -3,8 +3,11 @@
 
 mod core_support;
 
-use core_support::{assert_clean, formatted, open, pattern, ROOT_CREDS};
-use cowdax::fs::{Error, FallocMode, Fs, Ino, SetAttr, ROOT_INO};
+use std::sync::Arc;
+
+use core_support::{assert_clean, format_opts, formatted, open, pattern, ROOT_CREDS};
+use cowdax::fs::{Error, FallocMode, Fs, Ino, OpenOptions, SetAttr, ROOT_INO};
+use cowdax::media::{Media, MmapMedia, OpenMode};
 
 const BS: u64 = 4096;
 
@@ -193,5 +196,64 @@ fn an_operation_larger_than_a_tiny_journal_fails_with_enospc_and_changes_nothing
     assert_clean(&fs);
     drop(fs);
     let fs = open(&sim);
+    assert_clean(&fs);
+}
+
+/// A filesystem on an image file (page-cache media: commits are made
+/// durable in groups, by fsync or a checkpoint, not one by one as on pmem
+/// or the simulator), as a FUSE mount of an image file has it.
+fn group_commit_fs(
+    dir: &std::path::Path,
+    blocks: u64,
+    journal_bytes: u64,
+) -> (Fs, std::path::PathBuf) {
+    let path = dir.join("image");
+    let media: Arc<dyn Media> =
+        Arc::new(MmapMedia::create(&path, blocks * BS).expect("create image"));
+    Fs::mkfs(media.clone(), &format_opts(Some(journal_bytes)), ROOT_CREDS).expect("mkfs");
+    let fs = Fs::open(media, OpenOptions::default()).expect("open");
+    (fs, path)
+}
+
+#[test]
+fn space_freed_by_an_unlink_is_usable_by_creates_before_anything_syncs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A journal large enough that no checkpoint (which would make the
+    // unlink durable) runs in between.
+    let (fs, path) = group_commit_fs(dir.path(), 2048, 2 << 20);
+    let filler = create(&fs, b"filler");
+    fill(&fs, filler);
+    // Metadata-only updates grow the journal, and with it the blocks kept
+    // back for the next checkpoint, past what the full device has left
+    // (what the size and time updates of a writeback-cache mount do).
+    let mut made = 0;
+    while fs
+        .mknod(
+            ROOT_INO,
+            format!("small{made}").as_bytes(),
+            libc::S_IFREG | 0o644,
+            0,
+            ROOT_CREDS,
+        )
+        .is_ok()
+    {
+        made += 1;
+        assert!(made < 100_000, "creates never ran out of space");
+    }
+    // Deleting the filler frees (almost) everything, and statfs says so;
+    // nothing has synced the journal since, which is what makes the freed
+    // blocks reusable.
+    fs.unlink(ROOT_INO, b"filler").expect("unlink");
+    let statfs = fs.statfs().expect("statfs");
+    assert!(statfs.free_blocks > 1500, "statfs: {statfs:?}");
+    let ino = create(&fs, b"after");
+    fs.write(ino, 0, &pattern(3, 1 << 20))
+        .expect("write after unlink");
+    assert_clean(&fs);
+    fs.unmount().expect("unmount");
+    drop(fs);
+    let media: Arc<dyn Media> =
+        Arc::new(MmapMedia::open(&path, OpenMode::ReadOnly).expect("reopen"));
+    let fs = Fs::open(media, OpenOptions { read_only: true }).expect("open");
     assert_clean(&fs);
 }

@@ -445,6 +445,14 @@ impl Fs {
             space.release_durable(store.durable_seq());
             if grows {
                 let reserve = self.reserve_for(&store, payload.len() as u64);
+                if space.free.free_blocks < reserve && !space.pending_free.is_empty() {
+                    // Blocks freed by transactions not yet durable (an
+                    // unlink on group-commit media) are what is missing:
+                    // make them durable, as `alloc_data` does, instead of
+                    // failing until something else syncs.
+                    store.sync()?;
+                    space.release_durable(store.durable_seq());
+                }
                 if space.free.free_blocks < reserve {
                     return Err(Error::NoSpace);
                 }

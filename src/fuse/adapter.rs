@@ -1005,6 +1005,9 @@ impl Filesystem for CowdaxFs {
     ) {
         self.idle_poll.note_request();
         // Writes are applied synchronously: nothing is pending at close.
+        // With writeback_cache the kernel writes the dirty pages back before
+        // sending FLUSH and returns a failed writeback's error (ENOSPC) from
+        // close itself (docs/FUSE.md, writeback_cache): nothing to add here.
         reply.ok();
     }
 

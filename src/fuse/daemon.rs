@@ -36,6 +36,13 @@ pub const EXIT_MOUNT_FAILED: i32 = 32;
 const READY_LINE: &str = "ready";
 /// Prefix of the line the detached child sends on failure.
 const ERROR_PREFIX: &str = "error: ";
+/// Prefix of a line for the user the detached child sends before `ready`
+/// or `error: ` (waiting for the previous daemon of the image).
+const NOTICE_PREFIX: &str = "notice: ";
+
+/// How long a mount waits for the previous daemon of its image to finish
+/// writing it after an unmount (docs/FUSE.md "Unmounting").
+pub const PREVIOUS_DAEMON_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A fully parsed mount request.
 #[derive(Clone, Debug)]
@@ -229,7 +236,8 @@ pub fn run(request: MountRequest, daemon_child: bool) -> i32 {
     };
     if request.foreground {
         init_stderr_logging(request.debug);
-        return match mount(&request, &source, &mountpoint) {
+        let mut notice = |line: &str| eprintln!("cowdax: {line}");
+        return match mount(&request, &source, &mountpoint, &mut notice) {
             Ok(mounted) => {
                 log::info!(
                     "{} mounted on {} (foreground)",
@@ -378,8 +386,16 @@ fn spawn_detached(request: &MountRequest, source: &Path, mountpoint: &Path) -> i
         eprintln!("cowdax: cannot talk to the daemon");
         return EXIT_MOUNT_FAILED;
     };
+    let mut stdout = BufReader::new(stdout);
     let mut line = String::new();
-    let read = BufReader::new(stdout).read_line(&mut line);
+    let read = loop {
+        line.clear();
+        let read = stdout.read_line(&mut line);
+        match line.trim_end().strip_prefix(NOTICE_PREFIX) {
+            Some(notice) if read.is_ok() => eprintln!("cowdax: {notice}"),
+            _ => break read,
+        }
+    };
     let line = line.trim_end();
     match read {
         Ok(_) if line == READY_LINE => 0,
@@ -414,8 +430,13 @@ fn run_daemon_child(request: MountRequest) -> i32 {
     let _ = nix::unistd::setsid();
     init_syslog_logging(request.debug);
     let mut report = std::io::stdout();
-    let result =
-        preflight(&request).and_then(|(source, mountpoint)| mount(&request, &source, &mountpoint));
+    let mut notice = |line: &str| {
+        log::info!("{line}");
+        let _ = writeln!(std::io::stdout(), "{NOTICE_PREFIX}{line}");
+        let _ = std::io::stdout().flush();
+    };
+    let result = preflight(&request)
+        .and_then(|(source, mountpoint)| mount(&request, &source, &mountpoint, &mut notice));
     match result {
         Ok(mounted) => {
             let _ = writeln!(report, "{READY_LINE}");
@@ -526,6 +547,8 @@ fn describe_open_error(source: &Path, err: &fs::Error) -> String {
 /// A live mount, ready to serve.
 pub struct Mounted {
     fs: Arc<Fs>,
+    /// The image, to tell waiting openers when serving has ended.
+    media: Arc<MmapMedia>,
     session: Session<CowdaxFs>,
     source: PathBuf,
     mountpoint: PathBuf,
@@ -534,10 +557,14 @@ pub struct Mounted {
 
 /// Opens the image and mounts it; returns once the kernel has initialised
 /// the connection (the mount is live).
+/// An image still held by the daemon of a mount that has just gone away
+/// is waited for (up to [`PREVIOUS_DAEMON_GRACE`]; `notice` gets a line for
+/// the user if that takes a while), one in use is refused at once.
 pub fn mount(
     request: &MountRequest,
     source: &Path,
     mountpoint: &Path,
+    notice: &mut dyn FnMut(&str),
 ) -> Result<Mounted, MountError> {
     let opts = &request.options;
     let media_mode = if opts.read_only {
@@ -545,8 +572,8 @@ pub fn mount(
     } else {
         OpenMode::ReadWrite
     };
-    let media =
-        MmapMedia::open(source, media_mode).map_err(|err| MountError::failed(err.to_string()))?;
+    let media = MmapMedia::open_waiting(source, media_mode, PREVIOUS_DAEMON_GRACE, notice)
+        .map_err(|err| MountError::failed(err.to_string()))?;
     log::info!("opened {}", crate::media::Media::describe(&media));
     // Started before the image is opened, so its failure leaves nothing to
     // close.
@@ -556,8 +583,9 @@ pub fn mount(
             "starting the page cache invalidation thread: {err}"
         ))
     })?;
+    let media = Arc::new(media);
     let fs = Fs::open(
-        Arc::new(media),
+        media.clone(),
         OpenOptions {
             read_only: opts.read_only,
         },
@@ -591,6 +619,9 @@ pub fn mount(
             )));
         }
     };
+    // From now on an opener that cannot see this mount (right after
+    // `umount`, before the session ends) waits a little instead of refusing.
+    media.serving_mount();
     invalidator.set_notifier(session.notifier());
     apply_read_ahead(
         mountpoint,
@@ -599,6 +630,7 @@ pub fn mount(
     );
     Ok(Mounted {
         fs,
+        media,
         session,
         source: source.to_path_buf(),
         mountpoint: mountpoint.to_path_buf(),
@@ -739,6 +771,9 @@ impl Mounted {
             );
             exit_code = 1;
         }
+        // From here on only the final checkpoint is written: a mount or
+        // fsck of the image started now waits for it instead of failing.
+        self.media.finishing();
         match self.fs.unmount() {
             Ok(()) => log::info!("{} unmounted cleanly", self.source.display()),
             Err(err) => {

@@ -33,9 +33,11 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use super::claim::{self, Holder};
 use super::detect;
 use super::flush::{self, FlushMethod};
 use super::{check_range, Counters, Media, MediaError, MediaKind, Result, CACHE_LINE_BYTES};
@@ -51,6 +53,16 @@ pub enum OpenMode {
 /// syncs them in order. Past this many, `persist` syncs the list itself
 /// (still in order), which bounds the list and the work of one fence.
 const MAX_PENDING_SYNC_RANGES: usize = 64;
+
+/// How long [`MmapMedia::open_waiting`] waits before telling the user.
+pub const WAIT_NOTICE_AFTER: Duration = Duration::from_secs(1);
+/// How long [`MmapMedia::open_waiting`] waits for a mount daemon that still
+/// marks the image in use although its mount cannot be seen: the kernel
+/// detaches the mount before the daemon's session ends, so right after
+/// `umount` this is the normal state for some milliseconds.
+pub const DETACHED_GRACE: Duration = Duration::from_secs(5);
+/// How often [`MmapMedia::open_waiting`] looks again.
+const WAIT_RETRY_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The mapping itself. Unmapped on drop.
 enum Mapping {
@@ -172,8 +184,24 @@ pub struct MmapMedia {
     /// that pass has synced. Lock order: `sync_order`, then `pending_sync`.
     sync_order: Mutex<()>,
     counters: MediaCounters,
-    /// The flock; released (on drop) after the mapping is gone.
-    _lock: Flock<File>,
+    /// The flock (and the in-use mark on the same open, [`claim`]); released
+    /// on drop, after the mapping is gone.
+    lock: Flock<File>,
+}
+
+/// Where `path` is mounted, as this process or the holder of its lock
+/// (another mount namespace, perhaps) sees the mounts.
+fn visible_mount(path: &Path, holder_pid: Option<u32>) -> Option<PathBuf> {
+    if let Ok(Some(entry)) = detect::find_mount(path) {
+        return Some(entry.mount_point);
+    }
+    let pid = holder_pid.filter(|&pid| pid != 0)?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+    let entries = detect::parse_mountinfo(&text);
+    detect::find_mount_in(path, &entries, Path::new(detect::SYSFS_ROOT))
+        .ok()
+        .flatten()
+        .map(|entry| entry.mount_point)
 }
 
 fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -219,6 +247,118 @@ impl MmapMedia {
             }
         })?;
         MmapMedia::from_file(file, path, mode, force_flush)
+    }
+
+    /// [`MmapMedia::open`], but when the image is held by a cowdax process
+    /// that has stopped serving it, wait up to `grace` for it to let go: a
+    /// daemon whose mount has just been unmounted ends its FUSE session and
+    /// writes its final checkpoint after `umount` has returned. `notice`
+    /// gets one line for the user if the wait lasts past
+    /// [`WAIT_NOTICE_AFTER`]. A holder that is still in use is refused: at
+    /// once when the image is mounted (as the caller or the holder sees the
+    /// mounts) or held by a running fsck or mkfs; after
+    /// [`DETACHED_GRACE`] when its mount cannot be seen (the moment between
+    /// the kernel detaching a mount and its daemon noticing, or a mount
+    /// lazily unmounted with files still open). See [`claim`] and
+    /// docs/FUSE.md "Unmounting".
+    pub fn open_waiting(
+        path: &Path,
+        mode: OpenMode,
+        grace: Duration,
+        notice: &mut dyn FnMut(&str),
+    ) -> Result<MmapMedia> {
+        let start = Instant::now();
+        let mut noticed = false;
+        let mut nobody_seen = 0;
+        loop {
+            let err = match MmapMedia::open(path, mode) {
+                Err(err @ MediaError::InUse { .. }) => err,
+                other => return other,
+            };
+            let in_use = |msg: String| MediaError::InUse {
+                path: path.display().to_string(),
+                msg,
+            };
+            let holder_pid = claim::flock_holder_pid(path);
+            let who = holder_pid
+                .map(|pid| format!(" (pid {pid})"))
+                .unwrap_or_default();
+            let waited = start.elapsed();
+            match claim::holder(path) {
+                Ok(Holder::InUse) => {
+                    if let Some(mount_point) = visible_mount(path, holder_pid) {
+                        return Err(in_use(format!(
+                            "in use by another cowdax process{who}: mounted on {}",
+                            mount_point.display()
+                        )));
+                    }
+                    if !claim::holder_serves_mount(path) {
+                        return Err(in_use(format!(
+                            "in use by another cowdax process{who} (a running fsck or mkfs)"
+                        )));
+                    }
+                    if waited >= DETACHED_GRACE.min(grace) {
+                        return Err(in_use(format!(
+                            "in use by another cowdax process{who} that still serves a mount \
+                             of it no longer attached anywhere visible (unmounted with \
+                             `umount -l` while files are open? it ends when they are closed)"
+                        )));
+                    }
+                    nobody_seen = 0;
+                }
+                Ok(Holder::Finishing) if waited < grace => nobody_seen = 0,
+                Ok(Holder::Finishing) => {
+                    return Err(in_use(format!(
+                        "still held after {} s by a cowdax process{who} that no longer \
+                         serves it (its final checkpoint is taking long, or it hangs)",
+                        grace.as_secs()
+                    )))
+                }
+                // The holder let go between our open and our look; open again.
+                // Twice in a row means something else refuses the open.
+                Ok(Holder::Nobody) if nobody_seen < 2 => nobody_seen += 1,
+                Ok(Holder::Nobody) | Err(_) => return Err(err),
+            }
+            if !noticed && waited >= WAIT_NOTICE_AFTER {
+                notice(&format!(
+                    "waiting for the previous cowdax daemon{who} to finish writing {} \
+                     (up to {} s)",
+                    path.display(),
+                    grace.as_secs()
+                ));
+                noticed = true;
+            }
+            std::thread::sleep(WAIT_RETRY_INTERVAL);
+        }
+    }
+
+    /// Tells openers waiting in [`MmapMedia::open_waiting`] that this
+    /// process is a mount daemon (its in-use mark says so from now on):
+    /// while the mark is held and its mount cannot be seen, they wait a
+    /// little for the session end instead of refusing at once.
+    pub fn serving_mount(&self) {
+        let file: &File = &self.lock;
+        if let Err(err) = claim::mark_serving(file) {
+            log::warn!(
+                "{}: cannot mark the image as served ({err}); a mount or fsck started \
+                 right after the unmount may be refused",
+                self.path.display()
+            );
+        }
+    }
+
+    /// Tells openers waiting in [`MmapMedia::open_waiting`] that this
+    /// process no longer serves the image and only finishes (final
+    /// checkpoint, then exit): drops the in-use mark, keeps the lock.
+    pub fn finishing(&self) {
+        let file: &File = &self.lock;
+        if let Err(err) = claim::drop_in_use_mark(file) {
+            log::warn!(
+                "{}: cannot drop the in-use mark ({err}); a mount or fsck started now \
+                 is refused until this process exits",
+                self.path.display()
+            );
+        }
     }
 
     /// Create a new image file of `size_bytes` (refusing an existing path:
@@ -329,6 +469,11 @@ impl MmapMedia {
             }
         })?;
         let file: &File = &lock;
+        if let Err(err) = claim::take_in_use_mark(file) {
+            // Only the waiting of other openers depends on it (they then
+            // take this holder for one finishing and wait, bounded).
+            log::warn!("{}: cannot take the in-use mark: {err}", path.display());
+        }
         let metadata = file.metadata().map_err(|source| io_error(path, source))?;
         let file_type = metadata.file_type();
         let page_size_bytes = page_size_bytes();
@@ -470,7 +615,7 @@ impl MmapMedia {
             pending_sync: Mutex::new(Vec::new()),
             sync_order: Mutex::new(()),
             counters: MediaCounters::default(),
-            _lock: lock,
+            lock,
         };
         log::info!("opened {}", media.describe());
         Ok(media)

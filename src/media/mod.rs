@@ -27,6 +27,7 @@
 //! happen while the callback runs; the filesystem core guarantees it by
 //! holding the owning inode's lock and never writing shared extents in place.
 
+pub mod claim;
 pub mod detect;
 pub mod flush;
 pub mod mmap;
