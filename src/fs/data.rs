@@ -506,12 +506,14 @@ impl Fs {
                 }
                 let old = inode.attrs.size;
                 // Truncating to the current size still drops what lies past
-                // EOF (a `fallocate -k` preallocation), as XFS and ext4 do.
-                let past_eof = inode
-                    .extents
-                    .range(..)
-                    .next_back()
-                    .is_some_and(|(fb, e)| fb + e.len_blocks as u64 > blocks_for(size));
+                // EOF (a `fallocate -k` preallocation), as XFS and ext4 do;
+                // growing keeps it (and zeroes the old EOF block's tail).
+                let past_eof = size == old
+                    && inode
+                        .extents
+                        .range(..)
+                        .next_back()
+                        .is_some_and(|(fb, e)| fb + e.len_blocks as u64 > blocks_for(size));
                 if size < old || past_eof {
                     records.push(Record::UnmapRange {
                         ino,
