@@ -401,6 +401,10 @@ fn clone_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i3
     Ok(args.encode())
 }
 
+/// Longest dedupe one request performs (the kernel's limit): bounds how
+/// long both files stay locked while their bytes are compared.
+const MAX_DEDUPE_BYTES: u64 = 1 << 30;
+
 /// FIDEDUPERANGE's `allow_file_dedupe`.
 fn may_dedupe_into(req: &IoctlRequest<'_>, dst: &OpenFile, attr: &Attr) -> bool {
     req.uid == 0
@@ -426,27 +430,40 @@ fn dedupe_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i
     if !may_dedupe_into(req, &dst_file, &dst_attr) {
         return Err(libc::EPERM);
     }
-    let bs = block_size(adapter)?;
-    if args.src_offset % bs != 0 || args.dst_offset % bs != 0 {
-        return Err(libc::EINVAL);
-    }
-    end_of(args.src_offset, args.length)?;
+    // The kernel's FIDEDUPERANGE rules (fs/remap_range.c): the source range
+    // must lie inside the source (never shortened to its EOF), a request is
+    // capped at 1 GiB, and an empty one succeeds with nothing deduped.
+    let src_end = end_of(args.src_offset, args.length)?;
     end_of(args.dst_offset, args.length)?;
-    if args.src_offset > src_attr.size {
+    if src_end > src_attr.size {
         return Err(libc::EINVAL);
     }
-    // As the kernel: a dedupe may be shortened to the source's EOF, but the
-    // destination range must lie inside the destination.
-    let len = args.length.min(src_attr.size - args.src_offset);
-    if args.dst_offset + len > dst_attr.size {
-        return Err(libc::EINVAL);
-    }
-    if src == dst
-        && args.src_offset < args.dst_offset + len
-        && args.dst_offset < args.src_offset + len
-    {
-        // Overlapping ranges of one file: the kernel refuses them.
-        if args.src_offset != args.dst_offset {
+    let len = args.length.min(MAX_DEDUPE_BYTES);
+    let bs = block_size(adapter)?;
+    if len > 0 {
+        // generic_remap_checks: aligned starts, both ranges inside their
+        // files, no overlap within one file (counting a partial last block
+        // as whole).
+        if args.src_offset % bs != 0 || args.dst_offset % bs != 0 {
+            return Err(libc::EINVAL);
+        }
+        if args.src_offset >= src_attr.size
+            || args.dst_offset >= dst_attr.size
+            || args.dst_offset + len > dst_attr.size
+        {
+            return Err(libc::EINVAL);
+        }
+        let to_both_eofs =
+            args.src_offset + len == src_attr.size && args.dst_offset + len == dst_attr.size;
+        let covered = if to_both_eofs {
+            len.next_multiple_of(bs)
+        } else {
+            len - len % bs
+        };
+        if src == dst
+            && args.src_offset < args.dst_offset + covered
+            && args.dst_offset < args.src_offset + covered
+        {
             return Err(libc::EINVAL);
         }
     }
