@@ -42,6 +42,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use fuser::ReplyWrite;
+use nix::sys::signal::{SigSet, SigmaskHow};
 
 use super::adapter::CacheInvalidator;
 use crate::fs::Ino;
@@ -227,9 +228,16 @@ pub struct Invalidations {
 impl Invalidations {
     pub fn start(invalidator: Arc<CacheInvalidator>) -> std::io::Result<Invalidations> {
         let (queue, jobs) = mpsc::channel();
-        std::thread::Builder::new()
+        // The daemon's termination signals belong to its signal thread, and
+        // this thread starts before the daemon blocks them: start it with
+        // every signal blocked (a new thread inherits the mask), so none is
+        // ever delivered here, not even before it runs.
+        let previous = SigSet::all().thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+        let spawned = std::thread::Builder::new()
             .name("cowdax-inval".into())
-            .spawn(move || run_invalidations(&invalidator, jobs))?;
+            .spawn(move || run_invalidations(&invalidator, jobs));
+        previous.thread_set_mask()?;
+        spawned?;
         Ok(Invalidations { queue })
     }
 
