@@ -605,6 +605,12 @@ pub fn mount(
         idle_poll,
         invalidations,
     );
+    // From now on an opener that cannot see this mount (right after
+    // `umount`, before the session ends) waits a little instead of refusing.
+    // Marked before mounting: the mount is visible, and can be unmounted,
+    // as soon as Session::new has mounted it, and an opener that came right
+    // after such an unmount would otherwise take this daemon for an fsck.
+    media.serving_mount();
     let config = session_config(opts, source);
     let session = match Session::new(adapter, mountpoint, &config) {
         Ok(session) => session,
@@ -619,9 +625,6 @@ pub fn mount(
             )));
         }
     };
-    // From now on an opener that cannot see this mount (right after
-    // `umount`, before the session ends) waits a little instead of refusing.
-    media.serving_mount();
     invalidator.set_notifier(session.notifier());
     apply_read_ahead(
         mountpoint,

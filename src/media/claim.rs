@@ -85,32 +85,36 @@ fn mark_held(file: &File, start: i64, len: i64) -> std::io::Result<bool> {
     Ok(query.l_type != libc::F_UNLCK as libc::c_short)
 }
 
-/// Whether a holder of `path` is a mount daemon still marking it in use
-/// (false also when that cannot be told).
-pub fn holder_serves_mount(path: &Path) -> bool {
-    File::open(path).is_ok_and(|file| mark_held(&file, SERVING_MARK_OFFSET, 1).unwrap_or(false))
-}
-
 /// What holds an image that an open found in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Holder {
     /// Nothing holds it now (the holder has just let go, or the open was
     /// refused by something else, such as a kernel claim on a block device).
     Nobody,
-    /// A cowdax process that still serves or checks it.
+    /// A cowdax process that checks or writes it: fsck, mkfs, dump, or a
+    /// daemon that has not started mounting yet.
     InUse,
+    /// A mount daemon that still serves it (or has only just stopped).
+    Serving,
     /// A cowdax process that has stopped serving it and is finishing (a
     /// daemon writing its final checkpoint after its mount went away).
     Finishing,
 }
 
-/// Who holds `path`, judged from an open of our own: the in-use mark first,
-/// then the flock. A holder goes from in use to finishing to gone, so a
-/// mark found free and a flock found held mean finishing (or a new holder
-/// between taking its flock and its mark, which the next look tells).
+/// Who holds `path`, judged from an open of our own: the in-use marks
+/// first, then the flock. A holder's marks only ever move plain → serving →
+/// none, and a daemon takes its serving mark before it drops the plain one,
+/// so the serving mark is asked about first: a daemon that drops its marks
+/// between the two questions is then seen serving (and, at the next look,
+/// finishing), never taken for an fsck. A mark found free and a flock found
+/// held mean finishing (or a new holder between taking its flock and its
+/// mark, which the next look tells).
 pub fn holder(path: &Path) -> std::io::Result<Holder> {
     let file = File::open(path)?;
-    if mark_held(&file, IN_USE_MARK_OFFSET, 2)? {
+    if mark_held(&file, SERVING_MARK_OFFSET, 1)? {
+        return Ok(Holder::Serving);
+    }
+    if mark_held(&file, IN_USE_MARK_OFFSET, 1)? {
         return Ok(Holder::InUse);
     }
     // The probe's own lock is dropped at once (with `file`).
@@ -164,11 +168,10 @@ mod tests {
         // A second read-only holder may take it too.
         let second = File::open(&image).unwrap();
         take_in_use_mark(&second).unwrap();
-        assert!(!holder_serves_mount(&image));
+        assert_eq!(holder(&image).unwrap(), Holder::InUse);
         mark_serving(&first).unwrap();
-        assert!(holder_serves_mount(&image));
+        assert_eq!(holder(&image).unwrap(), Holder::Serving);
         drop_in_use_mark(&first).unwrap();
-        assert!(!holder_serves_mount(&image));
         assert_eq!(holder(&image).unwrap(), Holder::InUse);
         drop(second);
         assert_eq!(holder(&image).unwrap(), Holder::Finishing);

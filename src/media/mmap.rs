@@ -286,15 +286,15 @@ impl MmapMedia {
             let waited = start.elapsed();
             match claim::holder(path) {
                 Ok(Holder::InUse) => {
+                    return Err(in_use(format!(
+                        "in use by another cowdax process{who} (a running fsck or mkfs, or a mount starting)"
+                    )));
+                }
+                Ok(Holder::Serving) => {
                     if let Some(mount_point) = visible_mount(path, holder_pid) {
                         return Err(in_use(format!(
                             "in use by another cowdax process{who}: mounted on {}",
                             mount_point.display()
-                        )));
-                    }
-                    if !claim::holder_serves_mount(path) {
-                        return Err(in_use(format!(
-                            "in use by another cowdax process{who} (a running fsck or mkfs)"
                         )));
                     }
                     if waited >= DETACHED_GRACE.min(grace) {
