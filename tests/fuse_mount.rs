@@ -457,13 +457,13 @@ fn statfs_burst(
     })
 }
 
-/// While requests come fast the daemon holds a PM QoS request of 0 µs
-/// (idle CPUs poll), and gives it up when they stop; `idle_poll=off`
-/// never takes it. (Needs root, as CI runs the tests.)
+/// With `idle_poll=on`, while requests come fast the daemon holds a PM QoS
+/// request of 0 µs (idle CPUs poll), and gives it up when they stop;
+/// `idle_poll=off` never takes it. (Needs root, as CI runs the tests.)
 #[test]
 fn idle_poll_holds_a_cpu_latency_request_while_requests_come_fast() {
     let mut t = TestFs::new(IMAGE_BYTES);
-    t.mount("");
+    t.mount("idle_poll=on");
     assert_eq!(idle_poll_counters(&t.mnt), (0, 0));
     let mut engaged_seen = false;
     let limit_zero_seen = statfs_burst(&t.mnt, Duration::from_secs(2), || {
@@ -493,6 +493,26 @@ fn idle_poll_holds_a_cpu_latency_request_while_requests_come_fast() {
 
     t.mount("idle_poll=off");
     statfs_burst(&t.mnt, Duration::from_secs(1), || false);
+    assert_eq!(idle_poll_counters(&t.mnt), (0, 0));
+    t.finish();
+}
+
+/// Idle polling is a machine-wide policy, so a mount without options never
+/// takes the CPU latency request: the burst that engages it with
+/// `idle_poll=on` (checked first, so the burst is known to be fast enough
+/// here) leaves the default mount's counters at zero.
+#[test]
+fn idle_poll_is_off_unless_the_mount_asks_for_it() {
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("idle_poll=on");
+    let engaged = statfs_burst(&t.mnt, Duration::from_secs(2), || {
+        idle_poll_counters(&t.mnt).0 >= 1
+    });
+    assert!(engaged, "a burst of statfs did not engage idle_poll=on");
+    t.unmount();
+
+    t.mount("");
+    statfs_burst(&t.mnt, Duration::from_secs(2), || false);
     assert_eq!(idle_poll_counters(&t.mnt), (0, 0));
     t.finish();
 }
