@@ -516,3 +516,46 @@ fn idle_poll_is_off_unless_the_mount_asks_for_it() {
     assert_eq!(idle_poll_counters(&t.mnt), (0, 0));
     t.finish();
 }
+
+/// FORGET and BATCH_FORGET are not counted towards idle polling: the
+/// kernel sends them by the thousand when it drops inodes from its cache
+/// (here: drop_caches after looking up 10,000 files), and no one waits for
+/// their reply. A statfs burst right after shows polling could have
+/// engaged then (not in a cool-down).
+#[test]
+fn idle_poll_does_not_count_the_kernels_forgets() {
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("idle_poll=on");
+    let dir = t.path("many");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..10_000 {
+        std::fs::File::create(dir.join(i.to_string())).unwrap();
+    }
+    // The creates may have engaged polling: wait until it is released
+    // (the time held stops growing).
+    let mut last = idle_poll_counters(&t.mnt).1;
+    wait_for(
+        "idle polling to be released",
+        Duration::from_secs(10),
+        || {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = idle_poll_counters(&t.mnt).1;
+            std::mem::replace(&mut last, now) == now
+        },
+    );
+    let before = idle_poll_counters(&t.mnt).0;
+    // Every unused dentry and inode goes: the kernel forgets them all.
+    std::fs::write("/proc/sys/vm/drop_caches", "2").expect("write drop_caches (root)");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        idle_poll_counters(&t.mnt).0,
+        before,
+        "the kernel's forgets engaged idle polling"
+    );
+    // Control: requests that count engage it now.
+    let engaged = statfs_burst(&t.mnt, Duration::from_secs(2), || {
+        idle_poll_counters(&t.mnt).0 > before
+    });
+    assert!(engaged, "a statfs burst after the forgets did not engage");
+    t.finish();
+}
