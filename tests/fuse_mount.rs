@@ -457,13 +457,13 @@ fn statfs_burst(
     })
 }
 
-/// While requests come fast the daemon holds a PM QoS request of 0 µs
-/// (idle CPUs poll), and gives it up when they stop; `idle_poll=off`
-/// never takes it. (Needs root, as CI runs the tests.)
+/// With `idle_poll=on`, while requests come fast the daemon holds a PM QoS
+/// request of 0 µs (idle CPUs poll), and gives it up when they stop;
+/// `idle_poll=off` never takes it. (Needs root, as CI runs the tests.)
 #[test]
 fn idle_poll_holds_a_cpu_latency_request_while_requests_come_fast() {
     let mut t = TestFs::new(IMAGE_BYTES);
-    t.mount("");
+    t.mount("idle_poll=on");
     assert_eq!(idle_poll_counters(&t.mnt), (0, 0));
     let mut engaged_seen = false;
     let limit_zero_seen = statfs_burst(&t.mnt, Duration::from_secs(2), || {
@@ -494,5 +494,68 @@ fn idle_poll_holds_a_cpu_latency_request_while_requests_come_fast() {
     t.mount("idle_poll=off");
     statfs_burst(&t.mnt, Duration::from_secs(1), || false);
     assert_eq!(idle_poll_counters(&t.mnt), (0, 0));
+    t.finish();
+}
+
+/// Idle polling is a machine-wide policy, so a mount without options never
+/// takes the CPU latency request: the burst that engages it with
+/// `idle_poll=on` (checked first, so the burst is known to be fast enough
+/// here) leaves the default mount's counters at zero.
+#[test]
+fn idle_poll_is_off_unless_the_mount_asks_for_it() {
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("idle_poll=on");
+    let engaged = statfs_burst(&t.mnt, Duration::from_secs(2), || {
+        idle_poll_counters(&t.mnt).0 >= 1
+    });
+    assert!(engaged, "a burst of statfs did not engage idle_poll=on");
+    t.unmount();
+
+    t.mount("");
+    statfs_burst(&t.mnt, Duration::from_secs(2), || false);
+    assert_eq!(idle_poll_counters(&t.mnt), (0, 0));
+    t.finish();
+}
+
+/// FORGET and BATCH_FORGET are not counted towards idle polling: the
+/// kernel sends them by the thousand when it drops inodes from its cache
+/// (here: drop_caches after looking up 10,000 files), and no one waits for
+/// their reply. A statfs burst right after shows polling could have
+/// engaged then (not in a cool-down).
+#[test]
+fn idle_poll_does_not_count_the_kernels_forgets() {
+    let mut t = TestFs::new(IMAGE_BYTES);
+    t.mount("idle_poll=on");
+    let dir = t.path("many");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..10_000 {
+        std::fs::File::create(dir.join(i.to_string())).unwrap();
+    }
+    // The creates may have engaged polling: wait until it is released
+    // (the time held stops growing).
+    let mut last = idle_poll_counters(&t.mnt).1;
+    wait_for(
+        "idle polling to be released",
+        Duration::from_secs(10),
+        || {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = idle_poll_counters(&t.mnt).1;
+            std::mem::replace(&mut last, now) == now
+        },
+    );
+    let before = idle_poll_counters(&t.mnt).0;
+    // Every unused dentry and inode goes: the kernel forgets them all.
+    std::fs::write("/proc/sys/vm/drop_caches", "2").expect("write drop_caches (root)");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        idle_poll_counters(&t.mnt).0,
+        before,
+        "the kernel's forgets engaged idle polling"
+    );
+    // Control: requests that count engage it now.
+    let engaged = statfs_burst(&t.mnt, Duration::from_secs(2), || {
+        idle_poll_counters(&t.mnt).0 > before
+    });
+    assert!(engaged, "a statfs burst after the forgets did not engage");
     t.finish();
 }

@@ -37,9 +37,11 @@ Mount options (-o, comma-separated, may repeat):
                                  (default 1M: one request per MiB read;
                                  raising it past the kernel's 128K needs root)
   idle_poll=on|off               while requests arrive fast (8000/s or more),
-                                 ask the kernel to keep idle CPUs polling
-                                 instead of halting, so each round trip's
-                                 wake-ups are quick (default: on; needs root;
+                                 ask the kernel to keep every CPU of the
+                                 machine polling instead of idling, so each
+                                 round trip's wake-ups are quick; at most 5 s
+                                 at a time, then off for 15 s (default: off,
+                                 a machine-wide power policy; needs root;
                                  costs power while it lasts)
   attr_timeout=SECS, entry_timeout=SECS
                                  kernel cache lifetimes (default 60)

@@ -148,7 +148,8 @@ pub struct CowdaxFs {
     config: AdapterConfig,
     handles: HandleTable,
     invalidator: Arc<CacheInvalidator>,
-    /// Counts every request; keeps idle CPUs polling while they come fast.
+    /// For the counters ioctl; requests are counted where fuser hands
+    /// them over (idle_poll::Counting wraps this filesystem).
     idle_poll: IdlePoll,
     /// Answers direct writes once the page cache is coherent with them.
     invalidations: Invalidations,
@@ -664,7 +665,6 @@ impl Filesystem for CowdaxFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.idle_poll.note_request();
         // Path walks never send "." or ".." (the VFS resolves them); the
         // kernel does when it decodes a file handle whose inode it has
         // forgotten: "." of the handle's inode, a file or a directory, and
@@ -690,13 +690,11 @@ impl Filesystem for CowdaxFs {
     }
 
     fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {
-        self.idle_poll.note_request();
         // Inode lifetime is link count + open handles (Fs::open_inode); the
         // kernel's lookup count does not keep inodes alive.
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.idle_poll.note_request();
         match self.fs.getattr(ino.0) {
             Ok(attr) => reply.attr(&self.config.attr_ttl, &to_file_attr(&attr)),
             Err(err) => reply.error(errno_of(&err)),
@@ -721,7 +719,6 @@ impl Filesystem for CowdaxFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.idle_poll.note_request();
         // Permission checks (owner, CAP_FOWNER, setgid stripping on chmod)
         // were done by the kernel (default_permissions). Killing privileges
         // on truncate and chown is ours (HANDLE_KILLPRIV_V2) and the core's
@@ -751,7 +748,6 @@ impl Filesystem for CowdaxFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.idle_poll.note_request();
         match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(err) => reply.error(errno_of(&err)),
@@ -768,7 +764,6 @@ impl Filesystem for CowdaxFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.idle_poll.note_request();
         if FileKind::from_mode(mode).is_none() {
             reply.error(Errno::from_i32(libc::EINVAL));
             return;
@@ -788,7 +783,6 @@ impl Filesystem for CowdaxFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        self.idle_poll.note_request();
         let mode = libc::S_IFDIR | (mode & 0o7777);
         match self.create_node(req, parent.0, name_bytes(name), mode, umask, 0) {
             Ok(attr) => self.reply_entry(reply, &attr),
@@ -797,7 +791,6 @@ impl Filesystem for CowdaxFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.idle_poll.note_request();
         match self.fs.unlink(parent.0, name_bytes(name)) {
             Ok(()) => reply.ok(),
             Err(err) => reply.error(errno_of(&err)),
@@ -805,7 +798,6 @@ impl Filesystem for CowdaxFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.idle_poll.note_request();
         match self.fs.rmdir(parent.0, name_bytes(name)) {
             Ok(()) => reply.ok(),
             Err(err) => reply.error(errno_of(&err)),
@@ -820,7 +812,6 @@ impl Filesystem for CowdaxFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.idle_poll.note_request();
         let result = self.fs.getattr(parent.0).and_then(|parent_attr| {
             let creds = self.creds_in(req, &parent_attr);
             self.fs.symlink(
@@ -846,7 +837,6 @@ impl Filesystem for CowdaxFs {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.idle_poll.note_request();
         let known = fuser::RenameFlags::RENAME_NOREPLACE | fuser::RenameFlags::RENAME_EXCHANGE;
         if !known.contains(flags) {
             // RENAME_WHITEOUT is for overlayfs upper layers; not supported.
@@ -877,7 +867,6 @@ impl Filesystem for CowdaxFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.idle_poll.note_request();
         match self.fs.link(ino.0, newparent.0, name_bytes(newname)) {
             Ok(attr) => self.reply_entry(reply, &attr),
             Err(err) => reply.error(errno_of(&err)),
@@ -885,7 +874,6 @@ impl Filesystem for CowdaxFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.idle_poll.note_request();
         if let Err(err) = self.fs.open_inode(ino.0) {
             reply.error(errno_of(&err));
             return;
@@ -905,7 +893,6 @@ impl Filesystem for CowdaxFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.idle_poll.note_transfer(size as usize);
         // Any READ may fill the page cache: through a cached open, and
         // through a direct one too when it serves a mapping's page fault.
         if let Some(state) = self.handles.get(fh.0).and_then(|f| f.coherence.clone()) {
@@ -942,7 +929,6 @@ impl Filesystem for CowdaxFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.idle_poll.note_transfer(data.len());
         // HANDLE_KILLPRIV_V2: the kernel flags writes by callers without
         // CAP_FSETID (buffered and O_DIRECT alike); the core drops what a
         // write by such a caller drops.
@@ -1003,7 +989,6 @@ impl Filesystem for CowdaxFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.idle_poll.note_request();
         // Writes are applied synchronously: nothing is pending at close.
         // With writeback_cache the kernel writes the dirty pages back before
         // sending FLUSH and returns a failed writeback's error (ENOSPC) from
@@ -1021,7 +1006,6 @@ impl Filesystem for CowdaxFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.idle_poll.note_request();
         self.release_handle(ino.0, fh.0, reply);
     }
 
@@ -1033,12 +1017,10 @@ impl Filesystem for CowdaxFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.idle_poll.note_request();
         reply_empty(reply, self.fs.fsync(ino.0, datasync));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.idle_poll.note_request();
         if let Err(err) = self.fs.open_inode(ino.0) {
             reply.error(errno_of(&err));
             return;
@@ -1055,7 +1037,6 @@ impl Filesystem for CowdaxFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.idle_poll.note_request();
         // Every getdents reaches the daemon (no directory cache is asked
         // for), so a listing updates atime like a read (unless nodiratime).
         self.touch_atime(ino.0, fh.0, true);
@@ -1082,7 +1063,6 @@ impl Filesystem for CowdaxFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.idle_poll.note_request();
         // Every getdents reaches the daemon (no directory cache is asked
         // for), so a listing updates atime like a read (unless nodiratime).
         self.touch_atime(ino.0, fh.0, true);
@@ -1130,7 +1110,6 @@ impl Filesystem for CowdaxFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.idle_poll.note_request();
         self.release_handle(ino.0, fh.0, reply);
     }
 
@@ -1142,12 +1121,10 @@ impl Filesystem for CowdaxFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.idle_poll.note_request();
         reply_empty(reply, self.fs.fsync(ino.0, datasync));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.idle_poll.note_request();
         match self.fs.statfs() {
             Ok(st) => {
                 let block_size = u32::try_from(st.block_size).unwrap_or(4096);
@@ -1176,7 +1153,6 @@ impl Filesystem for CowdaxFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.idle_poll.note_request();
         let mode = match flags {
             0 => XattrSetMode::Any,
             libc::XATTR_CREATE => XattrSetMode::Create,
@@ -1207,7 +1183,6 @@ impl Filesystem for CowdaxFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.idle_poll.note_request();
         match self.fs.getxattr(ino.0, name_bytes(name)) {
             Ok(value) => reply_sized(reply, &value, size),
             Err(err) => reply.error(errno_of(&err)),
@@ -1215,7 +1190,6 @@ impl Filesystem for CowdaxFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.idle_poll.note_request();
         match self.fs.listxattr(ino.0) {
             Ok(names) => {
                 let mut list = Vec::new();
@@ -1230,7 +1204,6 @@ impl Filesystem for CowdaxFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.idle_poll.note_request();
         match self.fs.removexattr(ino.0, name_bytes(name)) {
             Ok(()) => reply.ok(),
             Err(err) => reply.error(errno_of(&err)),
@@ -1238,7 +1211,6 @@ impl Filesystem for CowdaxFs {
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        self.idle_poll.note_request();
         // With default_permissions the kernel checks and does not ask; this
         // answers mounts without it from the mode bits.
         let attr = match self.fs.getattr(ino.0) {
@@ -1264,7 +1236,6 @@ impl Filesystem for CowdaxFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.idle_poll.note_request();
         let mode = libc::S_IFREG | (mode & 0o7777);
         let attr = match self.create_node(req, parent.0, name_bytes(name), mode, umask, 0) {
             Ok(attr) => attr,
@@ -1298,7 +1269,6 @@ impl Filesystem for CowdaxFs {
         out_size: u32,
         reply: ReplyIoctl,
     ) {
-        self.idle_poll.note_request();
         let request = IoctlRequest {
             uid: req.uid(),
             gid: req.gid(),
@@ -1330,7 +1300,6 @@ impl Filesystem for CowdaxFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.idle_poll.note_request();
         let Some(mode) = falloc_mode(mode) else {
             reply.error(Errno::from_i32(libc::EOPNOTSUPP));
             return;
@@ -1357,7 +1326,6 @@ impl Filesystem for CowdaxFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        self.idle_poll.note_request();
         let whence = match whence {
             libc::SEEK_DATA => Whence::Data,
             libc::SEEK_HOLE => Whence::Hole,
@@ -1393,7 +1361,6 @@ impl Filesystem for CowdaxFs {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        self.idle_poll.note_request();
         if !flags.is_empty() {
             reply.error(Errno::from_i32(libc::EINVAL));
             return;

@@ -21,7 +21,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use super::adapter::{AdapterConfig, CacheInvalidator, CowdaxFs};
 use super::coherence::Invalidations;
-use super::idle_poll::{IdlePoll, CPU_LATENCY_DEVICE};
+use super::idle_poll::{Counting, IdlePoll, CPU_LATENCY_DEVICE};
 use super::options::{Access, MountOptions};
 use crate::fs::{self, Fs, OpenOptions};
 use crate::media::{MmapMedia, OpenMode};
@@ -549,7 +549,7 @@ pub struct Mounted {
     fs: Arc<Fs>,
     /// The image, to tell waiting openers when serving has ended.
     media: Arc<MmapMedia>,
-    session: Session<CowdaxFs>,
+    session: Session<Counting<CowdaxFs>>,
     source: PathBuf,
     mountpoint: PathBuf,
     threads: usize,
@@ -602,7 +602,7 @@ pub fn mount(
         fs.clone(),
         AdapterConfig::from_options(opts),
         invalidator.clone(),
-        idle_poll,
+        idle_poll.clone(),
         invalidations,
     );
     // From now on an opener that cannot see this mount (right after
@@ -612,7 +612,9 @@ pub fn mount(
     // after such an unmount would otherwise take this daemon for an fsck.
     media.serving_mount();
     let config = session_config(opts, source);
-    let session = match Session::new(adapter, mountpoint, &config) {
+    // Requests are counted for idle polling where fuser hands them over.
+    let served = Counting::new(adapter, idle_poll);
+    let session = match Session::new(served, mountpoint, &config) {
         Ok(session) => session,
         Err(err) => {
             // Nothing was served: leave the image as cleanly as we found it.

@@ -130,7 +130,8 @@ pub struct MountOptions {
     /// warning, not a note).
     pub max_readahead_given: bool,
     /// `idle_poll=`: keep idle CPUs polling while requests arrive fast
-    /// (docs/FUSE.md "Idle polling").
+    /// (docs/FUSE.md "Idle polling"). Off unless asked for: it sets a
+    /// machine-wide power and latency policy.
     pub idle_poll: bool,
     /// Whether `idle_poll=` was given (failing to apply it is then a
     /// warning, not a note).
@@ -166,7 +167,7 @@ impl Default for MountOptions {
             max_write_bytes: MAX_WRITE_LIMIT_BYTES,
             max_readahead_bytes: DEFAULT_READAHEAD_BYTES,
             max_readahead_given: false,
-            idle_poll: true,
+            idle_poll: false,
             idle_poll_given: false,
             attr_timeout: DEFAULT_TTL,
             entry_timeout: DEFAULT_TTL,
@@ -561,11 +562,15 @@ mod tests {
     }
 
     #[test]
-    fn idle_poll_defaults_to_on_and_takes_on_or_off() {
+    fn idle_poll_defaults_to_off_and_takes_on_or_off() {
         let opts = MountOptions::parse(&["rw"]).unwrap();
-        assert!(opts.idle_poll);
+        assert!(!opts.idle_poll);
         assert!(!opts.idle_poll_given);
-        let opts = MountOptions::parse(&["idle_poll=off"]).unwrap();
+        assert!(!MountOptions::default().idle_poll);
+        let opts = MountOptions::parse(&["idle_poll=on"]).unwrap();
+        assert!(opts.idle_poll);
+        assert!(opts.idle_poll_given);
+        let opts = MountOptions::parse(&["idle_poll=on,idle_poll=off"]).unwrap();
         assert!(!opts.idle_poll);
         assert!(opts.idle_poll_given);
         let opts = MountOptions::parse(&["idle_poll=off,idle_poll=on"]).unwrap();

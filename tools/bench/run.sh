@@ -39,8 +39,9 @@ repeats=3
 jobs_csv=
 # Default: every target, plus cowdax in its two other cache modes (the
 # default is cache=auto; docs/FUSE.md), whose trade-offs are part of the
-# picture.
-targets_csv=$(IFS=,; echo "${all_targets[*]},cowdax@cache=page,cowdax@cache=direct")
+# picture, and with idle polling on (plain cowdax is the default mount:
+# idle polling off, the peers' terms; docs/FUSE.md "Idle polling").
+targets_csv=$(IFS=,; echo "${all_targets[*]},cowdax@cache=page,cowdax@cache=direct,cowdax@idle_poll=on")
 file_size=""
 runtime_seconds=""
 meta_files=""
@@ -253,10 +254,12 @@ loadavg_1min() { cut -d' ' -f1 /proc/loadavg; }
 
 log "results in $out_dir, images in $work_dir"
 
-# --poll-idle: the like-for-like run for cowdax's idle_poll mount option
+# --poll-idle: the like-for-like run for cowdax's idle_poll=on mount option
 # (docs/BENCHMARKS.md "Idle polling"): a PM QoS CPU latency request of 0 us,
 # held while this shell keeps the device open (the whole run), makes idle
-# CPUs poll instead of halting for every target, not only while cowdax is busy.
+# CPUs poll instead of halting for every target (plain cowdax, idle polling
+# off, included), not only while a cowdax@idle_poll=on daemon is busy and
+# not capped at 5 s an engagement as the daemon's own request is.
 if ((poll_idle)); then
     exec {qos_fd}>/dev/cpu_dma_latency || {
         echo "run.sh: --poll-idle: cannot open /dev/cpu_dma_latency (needs root)" >&2
