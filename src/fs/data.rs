@@ -218,7 +218,7 @@ impl Fs {
                     }
                     Action::New { copy_from } => {
                         let Some(p) = new_iter.next() else {
-                            return Err(Error::Corrupt("allocation came up short".into()));
+                            return Err(Error::Internal("allocation came up short".into()));
                         };
                         match copy_from {
                             Some(old) if lo > 0 || hi < BS => {
@@ -652,7 +652,7 @@ impl Fs {
                         for fb in hfb..hfb + hlen {
                             let Some(p) = run_blocks.next() else {
                                 self.unalloc(&runs);
-                                return Err(Error::Corrupt("allocation came up short".into()));
+                                return Err(Error::Internal("allocation came up short".into()));
                             };
                             push_map(&mut records, ino, fb, p, EXTENT_UNWRITTEN);
                         }

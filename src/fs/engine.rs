@@ -626,7 +626,7 @@ fn decode_checkpoint_in_place(
         media.with_slice(*off, *len, &mut |payload| {
             decoded = Some(codec::decode_checkpoint(payload));
         })?;
-        return decoded.unwrap_or_else(|| Err(Error::Corrupt("checkpoint was not read".into())));
+        return decoded.unwrap_or_else(|| Err(Error::Internal("checkpoint was not read".into())));
     }
     let total: u64 = runs.iter().map(|&(_, len)| len).sum();
     let mut payload = vec![

@@ -76,8 +76,13 @@ pub enum Error {
     NoData,
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// Metadata read from media is inconsistent (a damaged image).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    /// An internal invariant does not hold: a bug in cowdax, not damage on
+    /// the media. Mapped to EIO like `Corrupt`, but logged as a bug.
+    #[error("internal error (a bug in cowdax, not damaged media): {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -107,7 +112,7 @@ impl Error {
             Error::Store(StoreError::JournalFull)
             | Error::Store(StoreError::CheckpointSpace { .. }) => libc::ENOSPC,
             Error::Store(StoreError::ReadOnly) => libc::EROFS,
-            Error::Store(_) | Error::Corrupt(_) => libc::EIO,
+            Error::Store(_) | Error::Corrupt(_) | Error::Internal(_) => libc::EIO,
         }
     }
 }

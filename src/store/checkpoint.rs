@@ -10,7 +10,8 @@
 //!   repeated in the superblock that publishes it, together with the
 //!   checkpoint generation.
 
-use super::superblock::{le_u32, le_u64, put_u32, put_u64, Superblock};
+use super::le::{le_u32, le_u64, put_u32, put_u64};
+use super::superblock::Superblock;
 use super::{PhysExtent, BLOCK_SIZE};
 use crate::media::Media;
 
