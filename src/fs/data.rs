@@ -346,6 +346,10 @@ impl Fs {
         if let [(fb, e)] = exts.as_slice() {
             if *fb == first && e.len_blocks as u64 == last - first + 1 && !e.unwritten() {
                 let phys_off = e.phys_block * BS + offset % BS;
+                // contract: the inode's read lock is held for the whole
+                // call, every store into this file's blocks takes its write
+                // lock, and shared (refcount > 1) extents are never written
+                // in place, so no store reaches the range while `f` runs.
                 self.media.with_slice(phys_off, len, f)?;
                 return Ok(());
             }

@@ -631,6 +631,9 @@ fn decode_checkpoint_in_place(
 ) -> Result<codec::CheckpointState> {
     if let [(off, len)] = runs {
         let mut decoded = None;
+        // contract: this runs at open, before any store is possible, on the
+        // current checkpoint's blocks (never rewritten while current); the
+        // decoder validates every byte it reads and copies what it keeps.
         media.with_slice(*off, *len, &mut |payload| {
             decoded = Some(codec::decode_checkpoint(payload));
         })?;
