@@ -17,9 +17,11 @@ mod namespace;
 mod privs;
 mod scrub;
 mod space;
+mod text;
 
 pub use engine::Fs;
 pub use privs::{Caller, Privileged};
+pub use text::{list_inodes, list_journal};
 
 /// Inode number.
 pub type Ino = u64;
