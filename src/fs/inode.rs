@@ -713,6 +713,11 @@ impl Inode {
                 }
             }
         }
+        debug_assert_eq!(
+            self.extents.check(file_block, end),
+            Ok(()),
+            "inode {ino}: extent map after unmapping {file_block}+{len_blocks}"
+        );
         Ok(())
     }
 

@@ -10,6 +10,10 @@
 //! Invariant (checked by `scrub`): for every pool block, refcount == number of
 //! owner entries covering it == number of extent-map references; a block is
 //! free iff its refcount is 0, it holds no checkpoint and is not pending.
+//! The structural part that needs no extent maps is [`Space::check`]; debug
+//! builds check it locally after every refcount edit, free and allocation
+//! (docs/CORE.md, "Where the invariants are asserted"). The fields are
+//! private so that only these methods change the trees.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

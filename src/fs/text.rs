@@ -278,3 +278,63 @@ pub fn list_inodes(media: &dyn Media, sb: &Superblock, only: Option<u64>) -> Str
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::Error;
+
+    #[test]
+    fn records_print_their_name_and_fields_on_one_line() {
+        let cases = [
+            (
+                Record::PutDirent {
+                    dir: 1,
+                    name: b"a\nb".to_vec(),
+                    ino: 7,
+                    kind: FileKind::Regular,
+                    cookie: 3,
+                },
+                "put_dirent dir 1 \"a\\nb\" -> ino 7 regular cookie 3",
+            ),
+            (
+                Record::MapExtent {
+                    ino: 7,
+                    file_block: 2,
+                    phys_block: 300,
+                    len_blocks: 16,
+                    flags: EXTENT_UNWRITTEN,
+                },
+                "map_extent ino 7 file_block 2+16 -> phys_block 300 unwritten",
+            ),
+            (
+                Record::CloneRange {
+                    src: 7,
+                    src_block: 0,
+                    dst: 8,
+                    dst_block: 4,
+                    len_blocks: 2,
+                },
+                "clone_range ino 7 file_block 0+2 -> ino 8 file_block 4",
+            ),
+            (
+                Record::TouchDir {
+                    dir: 1,
+                    time: Timestamp { secs: 5, nanos: 7 },
+                },
+                "touch_dir dir 1 time 5.000000007",
+            ),
+        ];
+        for (record, text) in cases {
+            assert_eq!(record.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn internal_errors_are_eio_and_say_they_are_bugs() {
+        let err = Error::Internal("inode 5 not locked".into());
+        assert_eq!(err.errno(), libc::EIO);
+        let text = err.to_string();
+        assert!(text.contains("bug") && !text.contains("corrupt"), "{text}");
+    }
+}
