@@ -1018,4 +1018,36 @@ mod tests {
         );
         assert!(map.check(5, 6).expect_err("empty").contains("blocks long"));
     }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "extent map after")]
+    fn a_map_edit_next_to_a_broken_extent_is_caught() {
+        let attrs = InodeAttrs {
+            kind: FileKind::Regular,
+            perm: 0o644,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size: 0,
+            atime: Timestamp::default(),
+            mtime: Timestamp::default(),
+            ctime: Timestamp::default(),
+            btime: Timestamp::default(),
+            generation: 1,
+            parent: 0,
+            next_cookie: 0,
+        };
+        let mut inode = Inode::new(attrs, Vec::new());
+        // Deliberately broken: an empty extent (never built by the code).
+        inode.extents.insert(
+            30,
+            Extent {
+                len_blocks: 0,
+                ..extent(900)
+            },
+        );
+        let _ = inode.map(5, 29, 100, 1, 0, None);
+    }
 }
