@@ -1,5 +1,7 @@
 //! `cowdax dump`: read-only, human-readable print of the superblocks, the
-//! journal state and the checkpoint summary (the store's inspection).
+//! journal state and the checkpoint summary (the store's inspection); with
+//! `--journal` / `--inodes` / `--inode N` also the journal's records and the
+//! checkpoint's inodes one by one (the printers of `fs::text`).
 
 use std::path::PathBuf;
 
@@ -7,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::open::open_after_unmount;
+use crate::fs;
 use crate::media::OpenMode;
 use crate::store::inspect;
 
@@ -15,12 +18,25 @@ use crate::store::inspect;
 Exit status: 0 when a valid superblock was found (damage elsewhere is printed),
 1 when the target cannot be read or holds no cowdax superblock.
 
-Example:
-  cowdax dump /tmp/cowdax.img")]
+Examples:
+  cowdax dump /tmp/cowdax.img
+  cowdax dump --journal /tmp/cowdax.img
+  cowdax dump --inode 1 /tmp/cowdax.img")]
 pub struct DumpArgs {
     /// Image file or device holding the filesystem (opened read-only).
     #[arg(value_name = "TARGET")]
     pub target: PathBuf,
+    /// Also list the live journal's transactions, one record per line.
+    #[arg(long)]
+    pub journal: bool,
+    /// Also list every inode of the current checkpoint (attributes,
+    /// extents, xattrs, directory entries). Changes journaled after the
+    /// checkpoint are in `--journal`, not here.
+    #[arg(long)]
+    pub inodes: bool,
+    /// Also list one inode of the current checkpoint.
+    #[arg(long, value_name = "INO")]
+    pub inode: Option<u64>,
 }
 
 pub fn run(args: &DumpArgs) -> i32 {
@@ -40,12 +56,25 @@ fn dump(args: &DumpArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot open {}", target.display()))?;
     let inspection = inspect(&media);
     print!("{inspection}");
-    if inspection.current.is_none() {
+    let Some(current) = inspection.current else {
         eprintln!(
             "cowdax dump: {}: not a cowdax filesystem (no valid superblock)",
             target.display()
         );
         return Ok(1);
+    };
+    let sb = inspection
+        .superblocks
+        .iter()
+        .find(|report| report.slot == current)
+        .and_then(|report| report.result.as_ref().ok());
+    if let Some(sb) = sb {
+        if args.journal {
+            print!("\n{}", fs::list_journal(&media, sb));
+        }
+        if args.inodes || args.inode.is_some() {
+            print!("\n{}", fs::list_inodes(&media, sb, args.inode));
+        }
     }
     Ok(0)
 }

@@ -75,6 +75,12 @@ pub(crate) fn apply(
         Record::DeleteInode { ino } => {
             let mut inode = inodes.delete(*ino).ok_or_else(|| missing(*ino))?;
             inode.unmap_all(*ino, space)?;
+            // Invariant: `alloc_blocks` is the sum of the extent lengths.
+            debug_assert!(
+                inode.extents.is_empty() && inode.alloc_blocks == 0,
+                "inode {ino}: {} blocks still accounted after unmapping all",
+                inode.alloc_blocks
+            );
             inode.deleted = true;
         }
         Record::PutDirent {

@@ -246,7 +246,7 @@ impl Fs {
                     }
                     Action::New { copy_from, .. } => {
                         let Some(p) = placed_phys(fb).or_else(|| new_iter.next()) else {
-                            return Err(Error::Corrupt("allocation came up short".into()));
+                            return Err(Error::Internal("allocation came up short".into()));
                         };
                         match copy_from {
                             Some(old) if lo > 0 || hi < BS => {
@@ -376,6 +376,10 @@ impl Fs {
         if let [(fb, e)] = exts.as_slice() {
             if *fb == first && e.len_blocks as u64 == last - first + 1 && !e.unwritten() {
                 let phys_off = e.phys_block * BS + offset % BS;
+                // contract: the inode's read lock is held for the whole
+                // call, every store into this file's blocks takes its write
+                // lock, and shared (refcount > 1) extents are never written
+                // in place, so no store reaches the range while `f` runs.
                 self.media.with_slice(phys_off, len, f)?;
                 return Ok(());
             }
@@ -691,7 +695,7 @@ impl Fs {
                         for fb in hfb..hfb + hlen {
                             let Some(p) = run_blocks.next() else {
                                 self.unalloc(&runs);
-                                return Err(Error::Corrupt("allocation came up short".into()));
+                                return Err(Error::Internal("allocation came up short".into()));
                             };
                             push_map(&mut records, ino, fb, p, EXTENT_UNWRITTEN);
                         }

@@ -420,7 +420,7 @@ impl Fs {
             let store = mlock(&self.store);
             self.reserve_for(&store, 0)
         };
-        mlock(&self.space).checkpoint_reserve_blocks = reserve;
+        mlock(&self.space).set_checkpoint_reserve_blocks(reserve);
     }
 
     /// Commit `records` as one transaction and apply them to DRAM.
@@ -445,7 +445,7 @@ impl Fs {
             space.release_durable(store.durable_seq());
             if grows {
                 let reserve = self.reserve_for(&store, payload.len() as u64);
-                if space.free.free_blocks < reserve && !space.pending_free.is_empty() {
+                if space.free().free_blocks() < reserve && space.has_pending_free() {
                     // Blocks freed by transactions not yet durable (an
                     // unlink on group-commit media) are what is missing:
                     // make them durable, as `alloc_data` does, instead of
@@ -453,7 +453,7 @@ impl Fs {
                     store.sync()?;
                     space.release_durable(store.durable_seq());
                 }
-                if space.free.free_blocks < reserve {
+                if space.free().free_blocks() < reserve {
                     return Err(Error::NoSpace);
                 }
             }
@@ -467,14 +467,22 @@ impl Fs {
             self.journaled_bytes
                 .fetch_add(payload.len() as u64, Ordering::Relaxed);
             self.note_journal_fill(&store);
-            space.checkpoint_reserve_blocks = self.reserve_for(&store, 0);
+            space.set_checkpoint_reserve_blocks(self.reserve_for(&store, 0));
             space.release_durable(store.durable_seq());
             seq
         };
-        space.apply_seq = seq;
+        space.begin_apply(seq);
         for rec in records {
             if let Err(e) = apply(rec, access, Some(&mut space)) {
                 self.poisoned.store(true, Ordering::Release);
+                // The records were built by this code against state it
+                // validated at load: one that does not apply is a bug.
+                let e = match e {
+                    Error::Corrupt(msg) => {
+                        Error::Internal(format!("applying committed record: {msg}"))
+                    }
+                    other => other,
+                };
                 log::error!("applying committed record {rec:?} failed: {e}");
                 return Err(e);
             }
@@ -501,7 +509,7 @@ impl Fs {
             if let Some(runs) = space.alloc_data(len_blocks) {
                 return Ok(runs);
             }
-            if space.pending_free.is_empty() {
+            if !space.has_pending_free() {
                 return Err(Error::NoSpace);
             }
             let durable = {
@@ -577,16 +585,16 @@ impl Fs {
             }
         };
         for ext in old {
-            space.free.insert(ext.start, ext.len);
+            space.free_now(ext.start, ext.len);
         }
-        space.checkpoint_extents = runs;
+        space.set_checkpoint_extents(runs);
         // Every journaled transaction is now inside a durable checkpoint.
         space.release_durable(u64::MAX);
         self.last_checkpoint_bytes
             .store(payload.len() as u64, Ordering::Relaxed);
         self.journaled_bytes.store(0, Ordering::Relaxed);
         self.note_journal_fill(&store);
-        space.checkpoint_reserve_blocks = self.reserve_for(&store, 0);
+        space.set_checkpoint_reserve_blocks(self.reserve_for(&store, 0));
         drop(store);
         drop(space);
         for (_, arc) in &all {
@@ -623,10 +631,13 @@ fn decode_checkpoint_in_place(
 ) -> Result<codec::CheckpointState> {
     if let [(off, len)] = runs {
         let mut decoded = None;
+        // contract: this runs at open, before any store is possible, on the
+        // current checkpoint's blocks (never rewritten while current); the
+        // decoder validates every byte it reads and copies what it keeps.
         media.with_slice(*off, *len, &mut |payload| {
             decoded = Some(codec::decode_checkpoint(payload));
         })?;
-        return decoded.unwrap_or_else(|| Err(Error::Corrupt("checkpoint was not read".into())));
+        return decoded.unwrap_or_else(|| Err(Error::Internal("checkpoint was not read".into())));
     }
     let total: u64 = runs.iter().map(|&(_, len)| len).sum();
     let mut payload = vec![
@@ -680,11 +691,10 @@ pub(crate) fn derive_space(
         }
     }
     owners.sort_unstable_by_key(|&(key, _)| key);
-    space.refcounts = refcount_runs(&owners);
-    // Sorted input: the tree is bulk-built without per-key searches.
-    space.owners = owners.into_iter().collect();
+    // Sorted input: the owner tree is bulk-built without per-key searches.
+    space.set_derived(refcount_runs(&owners), owners.into_iter().collect());
     let mut used: Vec<(u64, u64)> = space
-        .refcounts
+        .refcounts()
         .iter()
         .map(|(&s, r)| (s, r.len_blocks))
         .collect();
@@ -707,14 +717,14 @@ pub(crate) fn derive_space(
     let mut pos = pool_start;
     for (s, l) in used {
         if s > pos {
-            space.free.insert(pos, s - pos);
+            space.free_now(pos, s - pos);
         }
         pos = pos.max(s + l);
     }
     if pos < total_blocks {
-        space.free.insert(pos, total_blocks - pos);
+        space.free_now(pos, total_blocks - pos);
     }
-    space.checkpoint_extents = checkpoint_extents.to_vec();
+    space.set_checkpoint_extents(checkpoint_extents.to_vec());
     Ok(space)
 }
 
@@ -848,7 +858,7 @@ mod tests {
             }
             owners.sort_unstable_by_key(|&(key, _)| key);
             let swept = refcount_runs(&owners);
-            prop_assert_eq!(per_block(&swept, 256), per_block(&by_incref.refcounts, 256));
+            prop_assert_eq!(per_block(&swept, 256), per_block(by_incref.refcounts(), 256));
             // Maximal runs: no two touching runs share a count.
             let runs: Vec<(u64, RefRun)> = swept.iter().map(|(&s, &r)| (s, r)).collect();
             for pair in runs.windows(2) {

@@ -232,6 +232,42 @@ impl ExtentMap {
         }
     }
 
+    /// The map invariants for the extents starting in `file_block..end`
+    /// and the one before them: each 1..=[`MAX_EXTENT_BLOCKS`] blocks long,
+    /// no overlap with the next, no physical run past `u64::MAX`; the
+    /// small forms hold what they claim (`One` is one extent, `Small` at
+    /// most [`SMALL_EXTENTS_MAX`], sorted). Local so debug builds can run
+    /// it after every edit; `check(0, u64::MAX)` checks the whole map.
+    pub fn check(&self, file_block: u64, end: u64) -> std::result::Result<(), String> {
+        if let ExtentMap::Small(v) = self {
+            if v.len() > SMALL_EXTENTS_MAX {
+                return Err(format!("small map holds {} extents", v.len()));
+            }
+        }
+        let before = self.range(..file_block).next_back();
+        let inside = self.range(file_block..end);
+        let after = self.range(end..).next();
+        let mut prev: Option<(u64, u64)> = None;
+        for (&fb, e) in before.into_iter().chain(inside).chain(after) {
+            let len = e.len_blocks as u64;
+            if len == 0 || len > MAX_EXTENT_BLOCKS {
+                return Err(format!("extent at file block {fb} is {len} blocks long"));
+            }
+            if fb.checked_add(len).is_none() || e.phys_block.checked_add(len).is_none() {
+                return Err(format!("extent at file block {fb} wraps around"));
+            }
+            if let Some((pfb, pend)) = prev {
+                if pend > fb || pfb >= fb {
+                    return Err(format!(
+                        "extent at file block {pfb} overlaps the one at {fb}"
+                    ));
+                }
+            }
+            prev = Some((fb, fb + len));
+        }
+        Ok(())
+    }
+
     pub fn get(&self, file_block: &u64) -> Option<&Extent> {
         match self {
             ExtentMap::One((fb, e)) => (fb == file_block).then_some(e),
@@ -677,6 +713,11 @@ impl Inode {
                 }
             }
         }
+        debug_assert_eq!(
+            self.extents.check(file_block, end),
+            Ok(()),
+            "inode {ino}: extent map after unmapping {file_block}+{len_blocks}"
+        );
         Ok(())
     }
 
@@ -721,6 +762,12 @@ impl Inode {
             self.alloc_blocks += piece;
             done += piece;
         }
+        debug_assert_eq!(
+            self.extents
+                .check(file_block, file_block.saturating_add(len_blocks)),
+            Ok(()),
+            "inode {ino}: extent map after mapping {file_block}+{len_blocks}"
+        );
         Ok(())
     }
 
@@ -934,5 +981,73 @@ mod tests {
             );
         }
         assert!(matches!(map, ExtentMap::Large(_)));
+    }
+
+    #[test]
+    fn extent_map_check_catches_overlap_and_bad_lengths() {
+        let mut map = ExtentMap::new();
+        for fb in [0u64, 10, 20] {
+            map.insert(
+                fb,
+                Extent {
+                    len_blocks: 10,
+                    ..extent(100 + fb)
+                },
+            );
+        }
+        assert_eq!(map.check(0, u64::MAX), Ok(()));
+        // Deliberately broken: the extent at 10 now runs into the one at 20.
+        map.insert(
+            10,
+            Extent {
+                len_blocks: 11,
+                ..extent(110)
+            },
+        );
+        assert!(map
+            .check(0, u64::MAX)
+            .expect_err("overlap")
+            .contains("overlaps"));
+        assert!(map.check(10, 11).is_err(), "the local check sees it too");
+        map.insert(
+            10,
+            Extent {
+                len_blocks: 0,
+                ..extent(110)
+            },
+        );
+        assert!(map.check(5, 6).expect_err("empty").contains("blocks long"));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "extent map after")]
+    fn a_map_edit_next_to_a_broken_extent_is_caught() {
+        let attrs = InodeAttrs {
+            kind: FileKind::Regular,
+            perm: 0o644,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size: 0,
+            atime: Timestamp::default(),
+            mtime: Timestamp::default(),
+            ctime: Timestamp::default(),
+            btime: Timestamp::default(),
+            generation: 1,
+            parent: 0,
+            next_cookie: 0,
+        };
+        let mut inode = Inode::new(attrs, Vec::new());
+        // Deliberately broken: an empty extent (never built by the code).
+        inode.extents.insert(
+            30,
+            Extent {
+                len_blocks: 0,
+                ..extent(900)
+            },
+        );
+        let _ = inode.map(5, 29, 100, 1, 0, None);
     }
 }

@@ -17,9 +17,11 @@ mod namespace;
 mod privs;
 mod scrub;
 mod space;
+mod text;
 
 pub use engine::Fs;
 pub use privs::{Caller, Privileged};
+pub use text::{list_inodes, list_journal};
 
 /// Inode number.
 pub type Ino = u64;
@@ -76,8 +78,13 @@ pub enum Error {
     NoData,
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// Metadata read from media is inconsistent (a damaged image).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    /// An internal invariant does not hold: a bug in cowdax, not damage on
+    /// the media. Mapped to EIO like `Corrupt`, but logged as a bug.
+    #[error("internal error (a bug in cowdax, not damaged media): {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -107,7 +114,7 @@ impl Error {
             Error::Store(StoreError::JournalFull)
             | Error::Store(StoreError::CheckpointSpace { .. }) => libc::ENOSPC,
             Error::Store(StoreError::ReadOnly) => libc::EROFS,
-            Error::Store(_) | Error::Corrupt(_) => libc::EIO,
+            Error::Store(_) | Error::Corrupt(_) | Error::Internal(_) => libc::EIO,
         }
     }
 }

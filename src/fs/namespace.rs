@@ -67,7 +67,7 @@ pub(crate) fn guard<'g, 'a>(
         .iter()
         .find(|(i, _)| *i == ino)
         .map(|(_, g)| &**g)
-        .ok_or_else(|| Error::Corrupt(format!("internal: inode {ino} not locked")))
+        .ok_or_else(|| Error::Internal(format!("inode {ino} not locked")))
 }
 
 /// POSIX rule for taking `target`'s directory entry away, by unlink/rmdir
@@ -267,7 +267,7 @@ impl Fs {
                 .iter()
                 .find(|(i, _)| *i == ino)
                 .map(|(_, inode)| inode.to_attr(ino))
-                .ok_or_else(|| Error::Corrupt("created inode vanished".into()))?;
+                .ok_or_else(|| Error::Internal("created inode vanished".into()))?;
             drop(access);
             // Publish while the parent is still locked: nobody can find the
             // entry before the inode is in the table.

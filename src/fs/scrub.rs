@@ -151,8 +151,8 @@ impl Fs {
             logical_blocks += rlock(&arc).alloc_blocks;
         }
         let space = mlock(&self.space);
-        let physical_blocks: u64 = space.refcounts.values().map(|r| r.len_blocks).sum();
-        let metadata_blocks: u64 = space.checkpoint_extents.iter().map(|e| e.len).sum();
+        let physical_blocks = space.referenced_blocks();
+        let metadata_blocks: u64 = space.checkpoint_extents().iter().map(|e| e.len).sum();
         Ok(Usage {
             logical_bytes: logical_blocks * BS,
             physical_bytes: physical_blocks * BS,
@@ -329,7 +329,7 @@ fn check_tree(inodes: &InoMap<&Inode>, orphans_ok: bool, report: &mut CheckRepor
 
 /// Refcounts, owner map and free space against a rebuild from the maps.
 fn check_space(inodes: &InoMap<&Inode>, live: &Space, report: &mut CheckReport) {
-    let mut rebuilt = Space::new(live.pool_start, live.total_blocks);
+    let mut rebuilt = Space::new(live.pool_start(), live.total_blocks());
     for (&ino, inode) in inodes {
         for (&fb, e) in &inode.extents {
             if let Err(err) = rebuilt.incref(e.phys_block, e.len_blocks as u64) {
@@ -339,11 +339,14 @@ fn check_space(inodes: &InoMap<&Inode>, live: &Space, report: &mut CheckReport) 
         }
     }
     let errors = &mut report.errors;
-    for a in &live.anomalies {
+    if let Err(err) = live.check() {
+        errors.push(format!("space structure: {err}"));
+    }
+    for a in live.anomalies() {
         errors.push(format!("live space anomaly: {a}"));
     }
-    let live_refs = normalize_refcounts(&live.refcounts);
-    let rebuilt_refs = normalize_refcounts(&rebuilt.refcounts);
+    let live_refs = normalize_refcounts(live.refcounts());
+    let rebuilt_refs = normalize_refcounts(rebuilt.refcounts());
     if live_refs != rebuilt_refs {
         errors.push(format!(
             "refcount tree differs from extent maps ({} vs {} runs)",
@@ -351,11 +354,11 @@ fn check_space(inodes: &InoMap<&Inode>, live: &Space, report: &mut CheckReport) 
             rebuilt_refs.len()
         ));
     }
-    if live.owners != rebuilt.owners {
+    if live.owners() != rebuilt.owners() {
         errors.push(format!(
             "owner map differs from extent maps ({} vs {} entries)",
-            live.owners.len(),
-            rebuilt.owners.len()
+            live.owners().len(),
+            rebuilt.owners().len()
         ));
     }
     // Refcount == owners covering each block (per owner-run boundaries).
@@ -369,20 +372,19 @@ fn check_space(inodes: &InoMap<&Inode>, live: &Space, report: &mut CheckReport) 
     report.shared_blocks = rebuilt_refs.iter().filter(|r| r.2 > 1).map(|r| r.1).sum();
     // Free ∪ pending ∪ checkpoint ∪ referenced == pool, disjoint.
     let mut parts: Vec<(u64, u64, &str)> = Vec::new();
-    parts.extend(live.free.runs().map(|(s, l)| (s, l, "free")));
+    parts.extend(live.free().runs().map(|(s, l)| (s, l, "free")));
     parts.extend(
-        live.pending_free
-            .iter()
+        live.pending_free()
             .map(|(_, e)| (e.start, e.len, "pending")),
     );
     parts.extend(
-        live.checkpoint_extents
+        live.checkpoint_extents()
             .iter()
             .map(|e| (e.start, e.len, "checkpoint")),
     );
     parts.extend(rebuilt_refs.iter().map(|r| (r.0, r.1, "referenced")));
     parts.sort_unstable();
-    let mut pos = live.pool_start;
+    let mut pos = live.pool_start();
     for (s, l, what) in &parts {
         if *s < pos {
             errors.push(format!("block {s} is both {what} and something else"));
@@ -394,14 +396,14 @@ fn check_space(inodes: &InoMap<&Inode>, live: &Space, report: &mut CheckReport) 
         }
         pos = pos.max(s + l);
     }
-    if pos != live.total_blocks {
+    if pos != live.total_blocks() {
         errors.push(format!(
             "pool accounting ends at {pos}, not {}",
-            live.total_blocks
+            live.total_blocks()
         ));
     }
-    let free_total: u64 = live.free.runs().map(|r| r.1).sum();
-    if free_total != live.free.free_blocks {
+    let free_total: u64 = live.free().runs().map(|r| r.1).sum();
+    if free_total != live.free().free_blocks() {
         errors.push("free block count differs from free runs".into());
     }
     let _ = merge_runs;

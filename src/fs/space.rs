@@ -10,6 +10,10 @@
 //! Invariant (checked by `scrub`): for every pool block, refcount == number of
 //! owner entries covering it == number of extent-map references; a block is
 //! free iff its refcount is 0, it holds no checkpoint and is not pending.
+//! The structural part that needs no extent maps is [`Space::check`]; debug
+//! builds check it locally after every refcount edit, free and allocation
+//! (docs/CORE.md, "Where the invariants are asserted"). The fields are
+//! private so that only these methods change the trees.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -37,9 +41,9 @@ pub(crate) struct OwnerKey {
 /// Free runs with a by-length index.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FreeRuns {
-    pub by_start: BTreeMap<u64, u64>,
+    by_start: BTreeMap<u64, u64>,
     by_len: BTreeSet<(u64, u64)>,
-    pub free_blocks: u64,
+    free_blocks: u64,
 }
 
 impl FreeRuns {
@@ -48,6 +52,12 @@ impl FreeRuns {
         if len == 0 {
             return;
         }
+        // Freeing a block twice would later hand it to two owners.
+        debug_assert!(
+            self.overlapping(start, len).is_none(),
+            "freeing {start}+{len}, which overlaps free run {:?}",
+            self.overlapping(start, len)
+        );
         self.free_blocks += len;
         if let Some((&ls, &ll)) = self.by_start.range(..start).next_back() {
             if ls + ll == start {
@@ -92,27 +102,76 @@ impl FreeRuns {
     pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.by_start.iter().map(|(&s, &l)| (s, l))
     }
+
+    /// A free run overlapping `start..+len`, if any.
+    fn overlapping(&self, start: u64, len: u64) -> Option<(u64, u64)> {
+        let end = start.saturating_add(len);
+        let before = self
+            .by_start
+            .range(..start)
+            .next_back()
+            .filter(|(&s, &l)| s + l > start);
+        let inside = self.by_start.range(start..end).next();
+        before.or(inside).map(|(&s, &l)| (s, l))
+    }
+
+    /// The free-run invariants: runs disjoint and merged (never touching),
+    /// the length index equal to the runs, `free_blocks` their sum.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let mut prev_end: Option<u64> = None;
+        let mut sum = 0u64;
+        for (&s, &l) in &self.by_start {
+            if l == 0 {
+                return Err(format!("empty free run at {s}"));
+            }
+            if prev_end.is_some_and(|e| e >= s) {
+                return Err(format!(
+                    "free run {s}+{l} overlaps or touches the previous one"
+                ));
+            }
+            if !self.by_len.contains(&(l, s)) {
+                return Err(format!("free run {s}+{l} missing from the length index"));
+            }
+            prev_end = Some(s + l);
+            sum += l;
+        }
+        if self.by_len.len() != self.by_start.len() {
+            return Err("length index has runs that are not free".into());
+        }
+        if sum != self.free_blocks {
+            return Err(format!(
+                "free_blocks {} but runs sum to {sum}",
+                self.free_blocks
+            ));
+        }
+        Ok(())
+    }
+
+    /// Total blocks in the free runs.
+    pub fn free_blocks(&self) -> u64 {
+        self.free_blocks
+    }
 }
 
 pub(crate) struct Space {
-    pub pool_start: u64,
-    pub total_blocks: u64,
-    pub refcounts: BTreeMap<u64, RefRun>,
-    pub owners: BTreeMap<OwnerKey, u32>,
-    pub free: FreeRuns,
+    pool_start: u64,
+    total_blocks: u64,
+    refcounts: BTreeMap<u64, RefRun>,
+    owners: BTreeMap<OwnerKey, u32>,
+    free: FreeRuns,
     /// Blocks whose last reference was dropped by transaction `seq`: not
     /// reusable until `seq` is durable (a crash could bring the reference back).
-    pub pending_free: VecDeque<(u64, PhysExtent)>,
-    pub checkpoint_extents: Vec<PhysExtent>,
+    pending_free: VecDeque<(u64, PhysExtent)>,
+    checkpoint_extents: Vec<PhysExtent>,
     /// Blocks kept back from users so a checkpoint can always be written.
-    pub checkpoint_reserve_blocks: u64,
-    /// Sequence number of the transaction being applied.
-    pub apply_seq: u64,
+    checkpoint_reserve_blocks: u64,
+    /// Sequence number of the transaction being applied (tags pending frees).
+    apply_seq: u64,
     /// Next-fit cursor for small allocations.
     cursor: u64,
     /// A refcount underflow or missing owner seen while applying (a bug or
     /// corrupt input); reported by `scrub`.
-    pub anomalies: Vec<String>,
+    anomalies: Vec<String>,
 }
 
 impl Space {
@@ -130,6 +189,132 @@ impl Space {
             cursor: pool_start,
             anomalies: Vec::new(),
         }
+    }
+
+    pub fn pool_start(&self) -> u64 {
+        self.pool_start
+    }
+
+    pub fn total_blocks(&self) -> u64 {
+        self.total_blocks
+    }
+
+    /// The refcount tree: run start → run (blocks absent have refcount 0).
+    pub fn refcounts(&self) -> &BTreeMap<u64, RefRun> {
+        &self.refcounts
+    }
+
+    /// The owner map, one entry per extent-map entry.
+    pub fn owners(&self) -> &BTreeMap<OwnerKey, u32> {
+        &self.owners
+    }
+
+    /// Install the refcount tree and owner map derived from the extent
+    /// maps at load (replacing any; the caller built them consistently).
+    pub fn set_derived(
+        &mut self,
+        refcounts: BTreeMap<u64, RefRun>,
+        owners: BTreeMap<OwnerKey, u32>,
+    ) {
+        self.refcounts = refcounts;
+        self.owners = owners;
+    }
+
+    pub fn free(&self) -> &FreeRuns {
+        &self.free
+    }
+
+    /// Make `start..+len` free space now (blocks no transaction can bring
+    /// back: an old checkpoint, never-referenced pool space at load).
+    pub fn free_now(&mut self, start: u64, len: u64) {
+        self.free.insert(start, len);
+    }
+
+    /// Frees waiting for their transaction to become durable.
+    pub fn pending_free(&self) -> impl Iterator<Item = &(u64, PhysExtent)> + '_ {
+        self.pending_free.iter()
+    }
+
+    pub fn has_pending_free(&self) -> bool {
+        !self.pending_free.is_empty()
+    }
+
+    /// The blocks holding the current checkpoint.
+    pub fn checkpoint_extents(&self) -> &[PhysExtent] {
+        &self.checkpoint_extents
+    }
+
+    pub fn set_checkpoint_extents(&mut self, extents: Vec<PhysExtent>) {
+        self.checkpoint_extents = extents;
+    }
+
+    pub fn set_checkpoint_reserve_blocks(&mut self, blocks: u64) {
+        self.checkpoint_reserve_blocks = blocks;
+    }
+
+    /// Start applying transaction `seq`: blocks it frees wait for `seq`
+    /// to be durable. Sequences only grow.
+    pub fn begin_apply(&mut self, seq: u64) {
+        debug_assert!(
+            seq >= self.apply_seq,
+            "transaction {seq} applied after {}",
+            self.apply_seq
+        );
+        self.apply_seq = seq;
+    }
+
+    /// Anomalies seen while applying (reported by `scrub`).
+    pub fn anomalies(&self) -> &[String] {
+        &self.anomalies
+    }
+
+    /// Blocks with a refcount > 0.
+    pub fn referenced_blocks(&self) -> u64 {
+        self.refcounts.values().map(|r| r.len_blocks).sum()
+    }
+
+    /// The structural invariants of the derived space metadata (what can be
+    /// checked without the extent maps; `scrub` checks the rest): free runs
+    /// consistent and inside the pool, refcount runs disjoint with counts
+    /// ≥ 1, and no block both free and referenced. O(runs): for tests,
+    /// scrub and debug builds.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        self.free.check()?;
+        if let Some((s, l)) = self.free.runs().find(|&(s, l)| !self.in_pool(s, l)) {
+            return Err(format!("free run {s}+{l} lies outside the pool"));
+        }
+        let mut prev_end: Option<u64> = None;
+        for (&s, r) in &self.refcounts {
+            if r.len_blocks == 0 || r.refcount == 0 {
+                return Err(format!("refcount run {s}: {r:?} is empty or zero"));
+            }
+            if prev_end.is_some_and(|e| e > s) {
+                return Err(format!("refcount run {s} overlaps the previous one"));
+            }
+            prev_end = Some(s + r.len_blocks);
+            if let Some(f) = self.free.overlapping(s, r.len_blocks) {
+                return Err(format!(
+                    "blocks {s}+{} are referenced but free run {f:?} covers them",
+                    r.len_blocks
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `check` limited to the refcount runs around `start..+len` (cheap
+    /// enough to run after every refcount edit in debug builds).
+    fn check_around(&self, start: u64, len: u64) -> std::result::Result<(), String> {
+        for (s, l, count) in self.refcounts_in(start.saturating_sub(1), len + 2) {
+            if count > 0 {
+                if let Some(f) = self.free.overlapping(s, l) {
+                    return Err(format!(
+                        "blocks {s}+{l} have refcount {count} but free run {f:?} covers them"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn pool_blocks(&self) -> u64 {
@@ -256,6 +441,7 @@ impl Space {
         for k in keys.into_iter().rev() {
             self.merge_around(k);
         }
+        debug_assert_eq!(self.check_around(start, len), Ok(()));
         for (s, l) in freed {
             self.pending_free
                 .push_back((self.apply_seq, PhysExtent { start: s, len: l }));
@@ -525,6 +711,10 @@ impl Space {
     fn take_run(&mut self, start: u64, len: u64) -> PhysExtent {
         let taken = self.free.take(start, len);
         debug_assert!(taken, "allocator picked a run that is not free");
+        debug_assert!(
+            self.refcounts_in(start, len).iter().all(|r| r.2 == 0),
+            "allocator picked referenced blocks {start}+{len}"
+        );
         self.cursor = start + len;
         PhysExtent { start, len }
     }
@@ -588,5 +778,54 @@ mod tests {
         let runs = s.alloc(7, 3).expect("three runs");
         assert_eq!(runs.iter().map(|r| r.len).sum::<u64>(), 7);
         assert_eq!(s.free.free_blocks, 2);
+    }
+
+    #[test]
+    fn check_accepts_built_state_and_catches_broken_state() {
+        let mut s = Space::new(10, 1000);
+        s.free_now(10, 90);
+        s.free_now(200, 800);
+        s.incref(100, 50).expect("incref");
+        assert_eq!(s.check(), Ok(()));
+        // A referenced block also listed as free: would be handed out twice.
+        s.free.by_start.insert(120, 5);
+        s.free.by_len.insert((5, 120));
+        s.free.free_blocks += 5;
+        let err = s.check().expect_err("referenced and free");
+        assert!(err.contains("referenced"), "{err}");
+
+        let mut s = Space::new(0, 100);
+        s.free_now(0, 10);
+        s.free.free_blocks = 3;
+        assert!(s.check().expect_err("bad count").contains("free_blocks"));
+
+        let mut s = Space::new(0, 100);
+        s.refcounts.insert(
+            5,
+            RefRun {
+                len_blocks: 4,
+                refcount: 0,
+            },
+        );
+        assert!(s.check().is_err(), "a zero count run is not stored");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "overlaps free run")]
+    fn freeing_a_free_block_twice_is_caught() {
+        let mut s = Space::new(0, 100);
+        s.free_now(10, 10);
+        s.free_now(15, 1);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "refcount")]
+    fn a_refcount_edit_on_free_blocks_is_caught() {
+        let mut s = Space::new(0, 100);
+        s.free_now(0, 100);
+        // Nobody allocated 40+4: referencing it leaves it in free space.
+        let _ = s.incref(40, 4);
     }
 }

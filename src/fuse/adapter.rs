@@ -157,7 +157,9 @@ pub struct CowdaxFs {
 
 fn errno_of(err: &fs::Error) -> Errno {
     match err {
-        fs::Error::Store(_) | fs::Error::Corrupt(_) => log::error!("{err}"),
+        fs::Error::Store(_) | fs::Error::Corrupt(_) | fs::Error::Internal(_) => {
+            log::error!("{err}")
+        }
         _ => log::debug!("{err}"),
     }
     Errno::from_i32(err.errno())

@@ -157,7 +157,9 @@ fn resolve_token(adapter: &CowdaxFs, mount: u64, token: &Token) -> Result<Arc<Op
 
 fn core_errno(err: &fs::Error) -> i32 {
     match err {
-        fs::Error::Store(_) | fs::Error::Corrupt(_) => log::error!("ioctl: {err}"),
+        fs::Error::Store(_) | fs::Error::Corrupt(_) | fs::Error::Internal(_) => {
+            log::error!("ioctl: {err}")
+        }
         _ => log::debug!("ioctl: {err}"),
     }
     err.errno()

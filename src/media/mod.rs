@@ -176,6 +176,22 @@ pub trait Media: Send + Sync + 'static {
     fn fence(&self) -> Result<()>;
     /// Lend the bytes `off..off+len` to `f` without copying (read protocol in
     /// the module docs). Implementations without a mapping may copy.
+    ///
+    /// # Contract (what makes the borrowed slice sound)
+    /// The method is safe to call, but the mapped implementation hands out a
+    /// shared `&[u8]` into memory that stores through this `Media` (from any
+    /// thread) could change under it. So every caller must guarantee, and
+    /// state at the call site in a `// contract:` comment why:
+    /// 1. no store, zeroing, `copy_within` or `store_u64` to any byte of
+    ///    `off..off+len` runs, from any thread, while `f` runs;
+    /// 2. no other process writes the region meanwhile: cowdax serves an
+    ///    image from one process (the in-use mark of `media::claim`); a
+    ///    read-only inspector of an image in use could see bytes change, so
+    ///    inspectors copy (`read`) rather than borrow;
+    /// 3. `f` treats the bytes as untrusted media content (they may be
+    ///    damaged) and does not keep the slice (the borrow ends with `f`).
+    ///
+    /// An out-of-range `off..off+len` is an error, never a slice.
     fn with_slice(&self, off: u64, len: u64, f: &mut dyn FnMut(&[u8])) -> Result<()>;
     /// Snapshot of the work counters.
     fn counters(&self) -> Counters;

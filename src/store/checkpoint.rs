@@ -10,7 +10,8 @@
 //!   repeated in the superblock that publishes it, together with the
 //!   checkpoint generation.
 
-use super::superblock::{le_u32, le_u64, put_u32, put_u64, Superblock};
+use super::le::{le_u32, le_u64, put_u32, put_u64};
+use super::superblock::Superblock;
 use super::{PhysExtent, BLOCK_SIZE};
 use crate::media::Media;
 
@@ -132,6 +133,12 @@ pub fn verify_payload_in_place(
     let runs = payload_runs(&descriptor.extents, descriptor.payload_bytes);
     let mut computed = crc32c::crc32c(uuid);
     for &(off, len) in &runs {
+        // contract: the current checkpoint's blocks are never written while
+        // it is current (a new checkpoint goes to freshly allocated blocks
+        // and the old ones are freed only after the superblock moves on);
+        // this runs on the load path of `Store::open`, before the store
+        // exists to write anything; the closure only folds the bytes into a
+        // checksum.
         media
             .with_slice(off, len, &mut |bytes| {
                 computed = crc32c::crc32c_append(computed, bytes);

@@ -12,7 +12,7 @@
 //! * the checksum is seeded with the filesystem UUID, so records of an older
 //!   filesystem formatted over the same region never verify.
 
-use super::superblock::{le_u32, le_u64, put_u32, put_u64};
+use super::le::{le_u32, le_u64, put_u32, put_u64};
 use crate::media::Media;
 
 pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"CDJR");

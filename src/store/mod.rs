@@ -28,6 +28,7 @@
 pub mod checkpoint;
 pub mod inspect;
 pub mod journal;
+mod le;
 pub mod superblock;
 
 pub use inspect::{inspect, Inspection};

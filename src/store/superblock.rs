@@ -9,6 +9,7 @@
 //!   [`Superblock`] only through [`DecodedSuperblock::validate`], which checks
 //!   version, features and geometry before any arithmetic uses them.
 
+use super::le::{le_u32, le_u64, put_u32, put_u64};
 use super::{Geometry, BLOCK_SIZE};
 
 /// Magic at byte 0 of both superblocks.
@@ -75,26 +76,6 @@ const _: () = assert!(OFF_REPLAY_EPOCH + 8 == OFF_RESERVED);
 const _: () = assert!(OFF_CRC + 4 == SUPERBLOCK_BYTES);
 const _: () = assert!(SUPERBLOCK_BYTES as u64 <= BLOCK_SIZE);
 const _: () = assert!(SUPERBLOCK_BYTES % 64 == 0);
-
-pub(crate) fn le_u32(bytes: &[u8], off: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[off..off + 4]);
-    u32::from_le_bytes(word)
-}
-
-pub(crate) fn le_u64(bytes: &[u8], off: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[off..off + 8]);
-    u64::from_le_bytes(word)
-}
-
-pub(crate) fn put_u32(bytes: &mut [u8], off: usize, value: u32) {
-    bytes[off..off + 4].copy_from_slice(&value.to_le_bytes());
-}
-
-pub(crate) fn put_u64(bytes: &mut [u8], off: usize, value: u64) {
-    bytes[off..off + 8].copy_from_slice(&value.to_le_bytes());
-}
 
 /// A validated superblock (in-memory form).
 #[derive(Clone, Debug, PartialEq, Eq)]
