@@ -11,6 +11,10 @@ is `fs::data`; a mod.rs is its folder's module). Edges from a child module
 to its parent's own items count (`super::Item` in fs/data.rs is
 fs::data -> fs). Tests (`#[cfg(test)] mod tests` blocks) are left out.
 
+A folder's mod.rs re-exporting its children (`pub use child::Item`) is its
+facade and adds no edge; any other use of a child by mod.rs's own code
+does (`use child::Item`, `self::child::f()`).
+
 Prints every edge, then the strongly connected components with more than
 one module (the import cycles); exits 1 if there is any cycle.
 """
@@ -114,8 +118,23 @@ def graph(src):
         with open(path, encoding="utf-8") as f:
             text = strip_comments(strip_tests(f.read()))
         paths = []
-        for m in re.finditer(r"\buse\s+((?:crate|super|self)[^;]*);", text):
-            paths.extend(expand_use(m.group(1)))
+        is_folder = os.path.basename(path) in ("mod.rs", "lib.rs", "main.rs")
+        for m in re.finditer(r"(\bpub(?:\([^)]*\))?\s+)?\buse\s+([^;]*);", text):
+            facade, tree = m.group(1), m.group(2).strip()
+            for p in expand_use(tree):
+                head = p.split("::")[0]
+                if head in ("crate", "super", "self"):
+                    # A folder's own `pub use self::child::Item` is its
+                    # facade, not a dependency of the folder on the child.
+                    if not (facade and is_folder and head == "self"):
+                        paths.append(p)
+                elif is_folder and not facade:
+                    # `use child::Item` in a mod.rs: a real dependency of
+                    # the folder's own code on its child (a `pub use` of a
+                    # child is the folder's facade and is left out).
+                    prefix = "" if mod == "crate" else mod + "::"
+                    if prefix + head in modules:
+                        paths.append("self::" + p)
         for m in re.finditer(r"\b((?:crate|super)(?:::\w+)+)", text):
             paths.append(m.group(1))
         for p in paths:
