@@ -6,7 +6,7 @@
 //! refusal says what to do instead.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,9 +16,9 @@ use clap::Args;
 
 use super::open::open_after_unmount;
 use super::probe::{self, PROBE_BYTES};
-use super::size::{human_size, parse_size_arg};
 use crate::fs::{Creds, Fs};
 use crate::media::{detect, Media, MmapMedia, OpenMode};
+use crate::size::{human_size, parse_size_arg};
 use crate::store::{min_region_bytes, Access, FormatOptions, Store, StoreError, BLOCK_SIZE};
 
 /// Longest label the superblock holds, in bytes of UTF-8.
@@ -335,7 +335,7 @@ fn print_summary(target: &Path, label: &str, summary: &Summary) {
 /// A random (version 4) UUID from the kernel's random source.
 fn random_uuid() -> io::Result<[u8; 16]> {
     let mut uuid = [0u8; 16];
-    fs::File::open("/dev/urandom")?.read_exact(&mut uuid)?;
+    getrandom::fill(&mut uuid).map_err(io::Error::from)?;
     uuid[6] = (uuid[6] & 0x0f) | 0x40;
     uuid[8] = (uuid[8] & 0x3f) | 0x80;
     Ok(uuid)
