@@ -800,8 +800,8 @@ mod tests {
             assert_eq!(ioc_dir(cmd), IOC_READ | IOC_WRITE, "_IOWR");
         }
         // Same formula as the kernel's headers, as libc carries them.
-        assert_eq!(u64::from(iow(0x94, 9, 4)), libc::FICLONE as u64);
-        assert_eq!(u64::from(iow(0x94, 13, 32)), libc::FICLONERANGE as u64);
+        assert_eq!(iow(0x94, 9, 4) as libc::c_ulong, libc::FICLONE);
+        assert_eq!(iow(0x94, 13, 32) as libc::c_ulong, libc::FICLONERANGE);
         assert_eq!(ioc_dir(iow(0x94, 13, 32)), IOC_WRITE);
         assert_eq!(ioc_dir(ioc(IOC_NONE, IOCTL_TYPE, 1, 0)), IOC_NONE);
     }
