@@ -360,6 +360,9 @@ garbage line
         assert_eq!(unescape_mountinfo(r"end\04"), r"end\04");
         assert_eq!(unescape_mountinfo(r"x\999"), r"x\999");
         assert_eq!(unescape_mountinfo(r"x\777"), r"x\777");
+        // A sign is not an octal digit (u8::from_str_radix would take it).
+        assert_eq!(unescape_mountinfo(r"x\+17"), r"x\+17");
+        assert_eq!(unescape_mountinfo(r"tab\011nl\012"), "tab\tnl\n");
     }
 
     #[test]
