@@ -55,11 +55,7 @@ impl Drop for CowdaxMount {
 fn fs_type_at(mount_point: &Path) -> Option<String> {
     let canonical = fs::canonicalize(mount_point).ok()?;
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mountinfo.lines().find_map(|line| {
-        let (before, after) = line.split_once(" - ")?;
-        let point = before.split(' ').nth(4)?;
-        (Path::new(point) == canonical).then(|| after.split(' ').next().map(str::to_string))?
-    })
+    cowdax::fuse::daemon::mounted_fstype(&mountinfo, &canonical)
 }
 
 #[test]

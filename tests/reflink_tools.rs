@@ -293,7 +293,7 @@ fn extents_and_df_report_sharing() {
     assert!(json.contains(&format!("\"saved_bytes\":{MIB}")), "{json}");
     let table = tool_ok(&["df", path_str(&t.mnt)]);
     assert!(
-        table.contains("saved") && table.contains("1.0 MiB"),
+        table.contains("saved") && table.contains("1.00 MiB"),
         "{table}"
     );
     // The file API says the same.

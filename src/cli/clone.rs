@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::ioctl_client::{parse_bytes, CowdaxFile};
+use super::ioctl_client::CowdaxFile;
+use crate::size::parse_bytes_arg;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -29,13 +30,13 @@ pub struct CloneArgs {
     #[arg(value_name = "DST")]
     pub dst: PathBuf,
     /// Byte offset in SRC (suffixes K, M, G, T).
-    #[arg(long, value_parser = parse_bytes, value_name = "N")]
+    #[arg(long, value_parser = parse_bytes_arg, value_name = "N")]
     pub src_offset: Option<u64>,
     /// Byte offset in DST (suffixes K, M, G, T).
-    #[arg(long, value_parser = parse_bytes, value_name = "N")]
+    #[arg(long, value_parser = parse_bytes_arg, value_name = "N")]
     pub dst_offset: Option<u64>,
     /// Bytes to clone; 0 or absent: to SRC's end.
-    #[arg(long, value_parser = parse_bytes, value_name = "N")]
+    #[arg(long, value_parser = parse_bytes_arg, value_name = "N")]
     pub length: Option<u64>,
 }
 

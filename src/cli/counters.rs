@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::df::{human, report};
+use super::df::report;
 use super::ioctl_client::CowdaxFile;
 use crate::ioctl_abi::CountersArgs;
+use crate::size::human_size;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -64,7 +65,7 @@ fn table(mountpoint: &std::path::Path, c: &CountersArgs) -> String {
     for (name, bytes) in [("stored", c.bytes_stored), ("persisted", c.bytes_persisted)] {
         out.push_str(&format!(
             "  {name:<9} {:>12}  {bytes:>20} B\n",
-            human(bytes)
+            human_size(bytes)
         ));
     }
     for (name, count) in [

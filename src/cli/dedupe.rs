@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::df::human;
-use super::ioctl_client::{parse_bytes, ClientError, CowdaxFile};
+use super::ioctl_client::{ClientError, CowdaxFile};
 use crate::ioctl_abi::{self as abi, TokenArgs};
+use crate::size::{human_size as human, parse_bytes_arg};
 
 /// Bytes read per `pread` while hashing.
 const READ_CHUNK_BYTES: usize = 1 << 20;
@@ -59,7 +59,7 @@ pub struct DedupeArgs {
     #[arg(short = 'r', long)]
     pub recursive: bool,
     /// Skip files smaller than this (suffixes K, M, G, T).
-    #[arg(long, value_parser = parse_bytes, default_value = "1", value_name = "N")]
+    #[arg(long, value_parser = parse_bytes_arg, default_value = "1", value_name = "N")]
     pub min_size: u64,
     /// Find duplicates and report them without changing anything.
     #[arg(short = 'n', long)]

@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::ioctl_client::CowdaxFile;
 use crate::ioctl_abi::UsageArgs;
+use crate::size::human_size;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -77,22 +78,6 @@ pub fn json(usage: &UsageArgs) -> String {
     )
 }
 
-/// Bytes with a binary unit, e.g. `1.5 GiB`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 fn table(mountpoint: &std::path::Path, usage: &UsageArgs) -> String {
     let ratio = if usage.physical_bytes == 0 {
         1.0
@@ -113,7 +98,10 @@ fn table(mountpoint: &std::path::Path, usage: &UsageArgs) -> String {
         usage.block_size
     );
     for (name, bytes) in rows {
-        out.push_str(&format!("  {name:<9} {:>12}  {bytes:>20}\n", human(bytes)));
+        out.push_str(&format!(
+            "  {name:<9} {:>12}  {bytes:>20}\n",
+            human_size(bytes)
+        ));
     }
     out.push_str(&format!(
         "  sharing ratio {ratio:.2} (logical / physical)\n"
@@ -144,9 +132,17 @@ mod tests {
     }
 
     #[test]
-    fn human_sizes_use_binary_units() {
-        assert_eq!(human(512), "512 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(1 << 30), "1.0 GiB");
+    fn table_rows_show_binary_units_and_exact_bytes() {
+        let usage = UsageArgs {
+            block_size: 4096,
+            saved_bytes: 1536,
+            free_bytes: 1 << 30,
+            metadata_bytes: 512,
+            ..UsageArgs::default()
+        };
+        let text = table(std::path::Path::new("/mnt"), &usage);
+        assert!(text.contains("  saved         1.50 KiB"), "{text}");
+        assert!(text.contains("  free          1.00 GiB"), "{text}");
+        assert!(text.contains("  metadata         512 B"), "{text}");
     }
 }

@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::ioctl_client::{parse_bytes, ClientError, CowdaxFile};
+use super::ioctl_client::{ClientError, CowdaxFile};
 use crate::ioctl_abi::FsmapRecord;
+use crate::media::detect;
+use crate::size::parse_bytes_arg;
 
 /// Physical bytes asked for per query: bounds the daemon's work per page.
 const WINDOW_BYTES: u64 = 64 << 20;
@@ -42,7 +44,7 @@ pub fn parse_range(text: &str) -> Result<(u64, u64), String> {
     let (start, len) = text
         .split_once(':')
         .ok_or_else(|| format!("`{text}` is not START:LEN"))?;
-    Ok((parse_bytes(start)?, parse_bytes(len)?))
+    Ok((parse_bytes_arg(start)?, parse_bytes_arg(len)?))
 }
 
 pub fn run(args: &FsmapArgs) -> i32 {
@@ -147,13 +149,12 @@ fn fsmap(args: &FsmapArgs) -> Result<(), ClientError> {
 /// owners print as absolute paths; `None` otherwise (paths then print
 /// relative to the mount root, starting with `/`).
 fn mount_root(mountpoint: &Path) -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
     let canonical = std::fs::canonicalize(mountpoint).ok()?;
-    mounts
-        .lines()
-        .filter_map(|line| line.split(' ').nth(1))
-        .map(|m| PathBuf::from(m.replace("\\040", " ")))
-        .find(|m| *m == canonical)
+    detect::read_mountinfo()
+        .ok()?
+        .into_iter()
+        .any(|mount| mount.mount_point == canonical)
+        .then_some(canonical)
 }
 
 fn render_paths(root: &Option<PathBuf>, found: &[Vec<u8>], more: bool) -> String {

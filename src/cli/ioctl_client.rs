@@ -322,44 +322,9 @@ fn fs_type_of(st: &nix::sys::statfs::Statfs) -> i64 {
     st.filesystem_type().0 as i64
 }
 
-/// Parses a byte count: digits with an optional binary suffix K, M, G, T
-/// (`KiB` etc. accepted too).
-pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
-    let text = text.trim();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, suffix) = text.split_at(digits_end);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a byte count"))?;
-    let shift = match suffix.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KIB" | "KB" => 10,
-        "M" | "MIB" | "MB" => 20,
-        "G" | "GIB" | "GB" => 30,
-        "T" | "TIB" | "TB" => 40,
-        other => return Err(format!("unknown size suffix `{other}` in `{text}`")),
-    };
-    value
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("`{text}` does not fit in 64 bits"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_counts_parse_with_binary_suffixes() {
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("4K"), Ok(4096));
-        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
-        assert_eq!(parse_bytes("2g"), Ok(2 << 30));
-        assert!(parse_bytes("").is_err());
-        assert!(parse_bytes("12Q").is_err());
-        assert!(parse_bytes("99999999999T").is_err());
-    }
 
     #[test]
     fn a_file_off_cowdax_is_refused_with_a_clear_reason() {

@@ -6,7 +6,7 @@
 //! refusal says what to do instead.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,10 +16,12 @@ use clap::Args;
 
 use super::open::open_after_unmount;
 use super::probe::{self, PROBE_BYTES};
-use super::size::{human_size, parse_size_arg};
 use crate::fs::{Creds, Fs};
 use crate::media::{detect, Media, MmapMedia, OpenMode};
-use crate::store::{min_region_bytes, Access, FormatOptions, Store, StoreError, BLOCK_SIZE};
+use crate::size::{human_size, parse_size_arg};
+use crate::store::{
+    min_region_bytes, random_uuid_v4, Access, FormatOptions, Store, StoreError, BLOCK_SIZE,
+};
 
 /// Longest label the superblock holds, in bytes of UTF-8.
 pub const LABEL_MAX_BYTES: usize = 63;
@@ -67,7 +69,7 @@ pub fn run(args: &MkfsArgs) -> i32 {
 fn mkfs(args: &MkfsArgs) -> anyhow::Result<()> {
     let target = args.target.as_path();
     check_label(&args.label)?;
-    let uuid = random_uuid().context("cannot read random bytes for the UUID")?;
+    let uuid = random_uuid_v4().context("cannot read random bytes for the UUID")?;
     let opts = FormatOptions {
         label: args.label.clone(),
         journal_bytes: args.journal_size,
@@ -332,15 +334,6 @@ fn print_summary(target: &Path, label: &str, summary: &Summary) {
     println!("  media:    {}", summary.media);
 }
 
-/// A random (version 4) UUID from the kernel's random source.
-fn random_uuid() -> io::Result<[u8; 16]> {
-    let mut uuid = [0u8; 16];
-    fs::File::open("/dev/urandom")?.read_exact(&mut uuid)?;
-    uuid[6] = (uuid[6] & 0x0f) | 0x40;
-    uuid[8] = (uuid[8] & 0x3f) | 0x80;
-    Ok(uuid)
-}
-
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
 pub fn format_uuid(uuid: &[u8; 16]) -> String {
     let hex: Vec<String> = uuid.iter().map(|byte| format!("{byte:02x}")).collect();
@@ -369,8 +362,8 @@ mod tests {
 
     #[test]
     fn random_uuids_are_version_4_and_differ() {
-        let first = random_uuid().expect("urandom");
-        let second = random_uuid().expect("urandom");
+        let first = random_uuid_v4().expect("getrandom");
+        let second = random_uuid_v4().expect("getrandom");
         assert_ne!(first, second);
         assert_eq!(first[6] >> 4, 4);
         assert_eq!(first[8] >> 6, 0b10);

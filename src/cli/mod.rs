@@ -18,7 +18,6 @@ pub mod mkfs;
 pub mod mount;
 pub mod open;
 pub mod probe;
-pub mod size;
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;

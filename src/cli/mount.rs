@@ -32,8 +32,8 @@ Mount options (-o, comma-separated, may repeat):
   writeback_cache, nowriteback_cache
                                  kernel write-back caching (default: off;
                                  implies cache=page)
-  max_write=BYTES                largest write request, up to 1M (default 1M)
-  max_readahead=BYTES            the kernel's read-ahead window, 0 to 16M
+  max_write=SIZE                 largest write request, up to 1M (default 1M)
+  max_readahead=SIZE             the kernel's read-ahead window, 0 to 16M
                                  (default 1M: one request per MiB read;
                                  raising it past the kernel's 128K needs root)
   idle_poll=on|off               while requests arrive fast (8000/s or more),
@@ -45,6 +45,8 @@ Mount options (-o, comma-separated, may repeat):
                                  costs power while it lasts)
   attr_timeout=SECS, entry_timeout=SECS
                                  kernel cache lifetimes (default 60)
+SIZE as for mkfs --size: bytes, or with a binary unit K, M, G (any case,
+  K = KB = KiB), e.g. max_write=1MiB, max_readahead=512K.
 Ignored (used by mount(8) and fstab): defaults, auto, noauto, user, users,
   nofail, _netdev, owner, group, comment=…, x-…
 Anything else is refused.

@@ -24,6 +24,7 @@ use super::coherence::Invalidations;
 use super::idle_poll::{Counting, IdlePoll, CPU_LATENCY_DEVICE};
 use super::options::{Access, MountOptions};
 use crate::fs::{self, Fs, OpenOptions};
+use crate::media::detect::{self, MountEntry};
 use crate::media::{MmapMedia, OpenMode};
 use crate::store::StoreError;
 
@@ -72,61 +73,19 @@ impl MountError {
     }
 }
 
-/// Mountinfo escapes space, tab, newline and backslash as `\\ooo` (octal).
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' {
-            let octal = bytes.get(i + 1..i + 4).and_then(|digits| {
-                std::str::from_utf8(digits)
-                    .ok()
-                    .and_then(|digits| u8::from_str_radix(digits, 8).ok())
-            });
-            if let Some(value) = octal {
-                out.push(value);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// One mount from mountinfo: its mount ID, device (`major:minor`) and
-/// filesystem type.
-#[derive(Debug, PartialEq)]
-struct MountEntry {
-    id: String,
-    device: String,
-    fstype: String,
-}
-
 /// The mount whose root is exactly `mountpoint`, from mountinfo text (the
 /// last such mount: the one on top).
 fn top_mount(mountinfo: &str, mountpoint: &Path) -> Option<MountEntry> {
-    let wanted = mountpoint.to_string_lossy();
-    mountinfo.lines().rev().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let fields: Vec<&str> = left.split(' ').collect();
-        if unescape_mountinfo(fields.get(4)?) != wanted {
-            return None;
-        }
-        Some(MountEntry {
-            id: fields.first()?.to_string(),
-            device: fields.get(2)?.to_string(),
-            fstype: right.split(' ').next()?.to_string(),
-        })
-    })
+    detect::parse_mountinfo(mountinfo)
+        .into_iter()
+        .rev()
+        .find(|mount| mount.mount_point == mountpoint)
 }
 
 /// Filesystem type of the mount whose root is exactly `mountpoint`, from
 /// mountinfo text (the last such mount: the one on top).
 pub fn mounted_fstype(mountinfo: &str, mountpoint: &Path) -> Option<String> {
-    top_mount(mountinfo, mountpoint).map(|mount| mount.fstype)
+    top_mount(mountinfo, mountpoint).map(|mount| mount.fs_type)
 }
 
 /// Sets the kernel's read-ahead window of a new cowdax mount to `bytes`.
@@ -148,7 +107,13 @@ fn apply_read_ahead(mountpoint: &Path, bytes: u32, given: bool) {
         }
     };
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let Some(MountEntry { device, fstype, .. }) = top_mount(&mountinfo, mountpoint) else {
+    let Some(MountEntry {
+        dev_major,
+        dev_minor,
+        fs_type: fstype,
+        ..
+    }) = top_mount(&mountinfo, mountpoint)
+    else {
         report(format!(
             "max_readahead: {} not found in /proc/self/mountinfo; read-ahead left to the kernel",
             mountpoint.display()
@@ -162,7 +127,9 @@ fn apply_read_ahead(mountpoint: &Path, bytes: u32, given: bool) {
         ));
         return;
     }
-    let knob = PathBuf::from(format!("/sys/class/bdi/{device}/read_ahead_kb"));
+    let knob = PathBuf::from(format!(
+        "/sys/class/bdi/{dev_major}:{dev_minor}/read_ahead_kb"
+    ));
     let kib = bytes / 1024;
     if std::fs::read_to_string(&knob).is_ok_and(|now| now.trim() == kib.to_string()) {
         return;
@@ -765,7 +732,10 @@ impl Mounted {
             std::fs::read_to_string("/proc/self/mountinfo")
                 .ok()
                 .and_then(|mountinfo| top_mount(&mountinfo, &self.mountpoint))
-                .is_some_and(|now| now == ours)
+                .is_some_and(|now| {
+                    (now.mount_id, now.dev_major, now.dev_minor)
+                        == (ours.mount_id, ours.dev_major, ours.dev_minor)
+                })
         });
         if still_mounted {
             log::error!(
@@ -836,13 +806,15 @@ mod tests {
 
     #[test]
     fn mountinfo_lookup_gives_the_top_mounts_device() {
+        let top = top_mount(MOUNTINFO, Path::new("/mnt/with space")).expect("mounted");
         assert_eq!(
-            top_mount(MOUNTINFO, Path::new("/mnt/with space")),
-            Some(MountEntry {
-                id: "52".into(),
-                device: "0:52".into(),
-                fstype: "fuse.cowdax".into()
-            })
+            (
+                top.mount_id,
+                top.dev_major,
+                top.dev_minor,
+                top.source.as_str()
+            ),
+            (52, 0, 52, "/img2")
         );
         assert_eq!(top_mount(MOUNTINFO, Path::new("/mnt")), None);
     }

@@ -27,7 +27,6 @@
 //!   nothing.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -111,12 +110,10 @@ fn tokens() -> MutexGuard<'static, TokenTable> {
 /// Random bytes from the kernel's CSPRNG.
 fn random_bytes<const N: usize>() -> Result<[u8; N], i32> {
     let mut out = [0u8; N];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut out))
-        .map_err(|err| {
-            log::error!("reading /dev/urandom: {err}");
-            libc::EIO
-        })?;
+    getrandom::fill(&mut out).map_err(|err| {
+        log::error!("getrandom: {err}");
+        libc::EIO
+    })?;
     Ok(out)
 }
 

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use crate::size::parse_bytes;
+
 /// Largest request the kernel can send with the default
 /// `fs.fuse.max_pages_limit` (256 pages): one MiB.
 pub const MAX_WRITE_LIMIT_BYTES: u32 = 1 << 20;
@@ -211,23 +213,6 @@ fn is_userspace_only(name: &str) -> bool {
         || name.starts_with("comment=")
         || name.starts_with("user=")
         || name.starts_with("helper=")
-}
-
-fn parse_bytes(value: &str) -> Option<u64> {
-    let value = value.trim();
-    let (digits, multiplier) = match value.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let multiplier: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => return None,
-            };
-            (&value[..i], multiplier)
-        }
-        _ => (value, 1),
-    };
-    digits.parse::<u64>().ok()?.checked_mul(multiplier)
 }
 
 fn parse_seconds(name: &str, value: &str) -> Result<Duration, OptionError> {
@@ -451,9 +436,8 @@ impl MountOptions {
             }
             "max_write" => {
                 let value = need_value()?;
-                let bytes = parse_bytes(value).ok_or_else(|| {
-                    OptionError(format!("option max_write={value}: not a size in bytes"))
-                })?;
+                let bytes = parse_bytes(value)
+                    .map_err(|err| OptionError(format!("option max_write={value}: {err}")))?;
                 if !(4096..=u64::from(MAX_WRITE_LIMIT_BYTES)).contains(&bytes) {
                     return Err(OptionError(format!(
                         "option max_write={value}: must be between 4096 and {MAX_WRITE_LIMIT_BYTES} bytes"
@@ -463,9 +447,8 @@ impl MountOptions {
             }
             "max_readahead" => {
                 let value = need_value()?;
-                let bytes = parse_bytes(value).ok_or_else(|| {
-                    OptionError(format!("option max_readahead={value}: not a size in bytes"))
-                })?;
+                let bytes = parse_bytes(value)
+                    .map_err(|err| OptionError(format!("option max_readahead={value}: {err}")))?;
                 if bytes > u64::from(MAX_READAHEAD_LIMIT_BYTES) {
                     return Err(OptionError(format!(
                         "option max_readahead={value}: must be at most {MAX_READAHEAD_LIMIT_BYTES} bytes"

@@ -143,6 +143,8 @@ pub fn devdax_geometry(
 /// One line of `/proc/self/mountinfo` (proc(5)), with escapes decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The mount's ID (unique among the current mounts).
+    pub mount_id: u64,
     /// Device number of the mounted filesystem (`st_dev` of its files).
     pub dev_major: u64,
     pub dev_minor: u64,
@@ -210,7 +212,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
 fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
     // 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
     let mut fields = line.split(' ');
-    let _mount_id = fields.next()?;
+    let mount_id = fields.next()?;
     let _parent_id = fields.next()?;
     let (major, minor) = fields.next()?.split_once(':')?;
     let _root = fields.next()?;
@@ -222,6 +224,7 @@ fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
     let source = fields.next()?;
     let super_options = fields.next().unwrap_or("");
     Some(MountEntry {
+        mount_id: mount_id.parse().ok()?,
         dev_major: major.parse().ok()?,
         dev_minor: minor.parse().ok()?,
         mount_point: PathBuf::from(unescape_mountinfo(mount_point)),
@@ -232,7 +235,8 @@ fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
     })
 }
 
-fn read_mountinfo() -> Result<Vec<MountEntry>> {
+/// The mounts of this process's mount namespace, from `/proc/self/mountinfo`.
+pub fn read_mountinfo() -> Result<Vec<MountEntry>> {
     let path = "/proc/self/mountinfo";
     let text = std::fs::read_to_string(path).map_err(|source| MediaError::Io {
         path: path.to_string(),
@@ -356,6 +360,9 @@ garbage line
         assert_eq!(unescape_mountinfo(r"end\04"), r"end\04");
         assert_eq!(unescape_mountinfo(r"x\999"), r"x\999");
         assert_eq!(unescape_mountinfo(r"x\777"), r"x\777");
+        // A sign is not an octal digit (u8::from_str_radix would take it).
+        assert_eq!(unescape_mountinfo(r"x\+17"), r"x\+17");
+        assert_eq!(unescape_mountinfo(r"tab\011nl\012"), "tab\tnl\n");
     }
 
     #[test]

@@ -180,14 +180,25 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn random_uuid() -> [u8; 16] {
-    use std::io::Read;
+/// A random (version 4) UUID from the kernel's CSPRNG (getrandom(2)).
+pub fn random_uuid_v4() -> std::io::Result<[u8; 16]> {
     let mut uuid = [0u8; 16];
-    let from_urandom =
-        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut uuid));
-    if let Err(err) = from_urandom {
+    getrandom::fill(&mut uuid)?;
+    Ok(uuid_v4(uuid))
+}
+
+/// Marks 16 random bytes as an RFC 4122 version 4, variant 1 UUID.
+fn uuid_v4(mut uuid: [u8; 16]) -> [u8; 16] {
+    uuid[6] = (uuid[6] & 0x0f) | 0x40;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    uuid
+}
+
+fn random_uuid() -> [u8; 16] {
+    random_uuid_v4().unwrap_or_else(|err| {
         // Uniqueness, not secrecy, is what the UUID is for.
-        log::warn!("cannot read /dev/urandom ({err}); deriving the UUID from time and pid");
+        log::warn!("no random bytes ({err}); deriving the UUID from time and pid");
+        let mut uuid = [0u8; 16];
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -196,11 +207,8 @@ fn random_uuid() -> [u8; 16] {
         uuid[8..12].copy_from_slice(&std::process::id().to_le_bytes());
         let mix = crc32c::crc32c(&uuid[..12]);
         uuid[12..].copy_from_slice(&mix.to_le_bytes());
-    }
-    // RFC 4122 version 4, variant 1.
-    uuid[6] = (uuid[6] & 0x0f) | 0x40;
-    uuid[8] = (uuid[8] & 0x3f) | 0x80;
-    uuid
+        uuid_v4(uuid)
+    })
 }
 
 /// Journal blocks for a region of `total_blocks` blocks with these options.

@@ -11,9 +11,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-const IOC_SIZESHIFT: u32 = 16;
-const IOC_SIZEMASK: u32 = (1 << 14) - 1;
-const IOC_DIRSHIFT: u32 = 30;
+use cowdax_ioctl_abi::{ioc_dir, ioc_size, IOC_NONE};
 
 /// Issues `ioctl(fd, cmd, arg)` for a command whose argument is a plain
 /// byte block of `_IOC_SIZE(cmd)` bytes, read and/or written by the kernel
@@ -23,9 +21,8 @@ const IOC_DIRSHIFT: u32 = 30;
 /// exactly `_IOC_SIZE(cmd)` bytes or the command carries no direction
 /// (`_IOC_NONE` commands take an integer, not a pointer).
 pub fn ioctl_with_block(fd: BorrowedFd<'_>, cmd: u32, arg: &mut [u8]) -> io::Result<i32> {
-    let size = ((cmd >> IOC_SIZESHIFT) & IOC_SIZEMASK) as usize;
-    let direction = cmd >> IOC_DIRSHIFT;
-    if direction == 0 || size == 0 || arg.len() != size {
+    let size = ioc_size(cmd);
+    if ioc_dir(cmd) == IOC_NONE || size == 0 || arg.len() != size {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     // SAFETY: `arg` is a live, exclusively borrowed buffer of exactly
@@ -49,21 +46,21 @@ mod tests {
     #[test]
     fn buffer_of_wrong_size_is_refused_before_the_call() {
         let file = std::fs::File::open("/dev/null").expect("open /dev/null");
-        // _IOWR(0xCD, 1, 48)
-        let cmd = (3u32 << 30) | (48 << 16) | (0xCD << 8) | 1;
-        let mut short = [0u8; 47];
+        let cmd = cowdax_ioctl_abi::GET_TOKEN;
+        let mut short = [0u8; cowdax_ioctl_abi::TokenArgs::SIZE - 1];
         let err = ioctl_with_block(file.as_fd(), cmd, &mut short).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
         // _IO(0xCD, 1): no direction, not a block command.
-        let err = ioctl_with_block(file.as_fd(), 0xCD01, &mut []).unwrap_err();
+        let io = cowdax_ioctl_abi::ioc(IOC_NONE, cowdax_ioctl_abi::IOCTL_TYPE, 1, 0);
+        let err = ioctl_with_block(file.as_fd(), io, &mut []).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
     }
 
     #[test]
     fn a_right_sized_block_reaches_the_kernel() {
         let file = std::fs::File::open("/dev/null").expect("open /dev/null");
-        let cmd = (3u32 << 30) | (48 << 16) | (0xCD << 8) | 1;
-        let mut block = [0u8; 48];
+        let cmd = cowdax_ioctl_abi::GET_TOKEN;
+        let mut block = [0u8; cowdax_ioctl_abi::TokenArgs::SIZE];
         // /dev/null knows no ioctls: the kernel answers ENOTTY.
         let err = ioctl_with_block(file.as_fd(), cmd, &mut block).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOTTY));

@@ -1,8 +1,9 @@
 //! The ABI of cowdax's private ioctls, shared by the daemon
-//! (`src/fuse/ioctl.rs`), the `cowdax` tools (`src/cli/ioctl_client.rs`) and
-//! the LD_PRELOAD shim (`preload/`, which includes this file with
-//! `#[path]`, so it must not use anything from the main crate: only `core`,
-//! `std` and `libc`).
+//! (`src/fuse/ioctl.rs`), the `cowdax` tools (`src/cli/ioctl_client.rs`,
+//! through `cowdax::ioctl_abi`) and the LD_PRELOAD shim (`preload/`). A
+//! workspace crate of its own, depending on `std` and `libc` only, so the
+//! shim does not pull in the main crate. It is also the one place that
+//! computes ioctl command numbers (`_IOC`, `_IOC_SIZE`, …).
 //!
 //! FUSE forwards ioctls on files of a mount as *restricted* ioctls: the
 //! kernel derives direction and size from the command number and copies
@@ -37,21 +38,36 @@ pub const RESTRICTED_IOCTL_MAX_BYTES: usize = 16383;
 const IOC_NRBITS: u32 = 8;
 const IOC_TYPEBITS: u32 = 8;
 const IOC_SIZEBITS: u32 = 14;
+const IOC_DIRBITS: u32 = 2;
 const IOC_NRSHIFT: u32 = 0;
 const IOC_TYPESHIFT: u32 = IOC_NRSHIFT + IOC_NRBITS;
 const IOC_SIZESHIFT: u32 = IOC_TYPESHIFT + IOC_TYPEBITS;
 const IOC_DIRSHIFT: u32 = IOC_SIZESHIFT + IOC_SIZEBITS;
-const IOC_WRITE: u32 = 1;
-const IOC_READ: u32 = 2;
+/// `_IOC_NONE`: no argument block.
+pub const IOC_NONE: u32 = 0;
+/// `_IOC_WRITE`: userspace writes the block, the kernel reads it.
+pub const IOC_WRITE: u32 = 1;
+/// `_IOC_READ`: the kernel writes the block back.
+pub const IOC_READ: u32 = 2;
 
-/// `_IOWR(type, nr, size)` as the Linux uapi headers compute it (the
+/// `_IOC(dir, type, nr, size)` as the Linux uapi headers compute it (the
 /// generic layout used by x86, arm and riscv).
-pub const fn iowr(ioctl_type: u8, nr: u8, size_bytes: usize) -> u32 {
+pub const fn ioc(dir: u32, ioctl_type: u8, nr: u8, size_bytes: usize) -> u32 {
     assert!(size_bytes <= RESTRICTED_IOCTL_MAX_BYTES);
-    ((IOC_READ | IOC_WRITE) << IOC_DIRSHIFT)
+    (dir << IOC_DIRSHIFT)
         | ((size_bytes as u32) << IOC_SIZESHIFT)
         | ((ioctl_type as u32) << IOC_TYPESHIFT)
         | ((nr as u32) << IOC_NRSHIFT)
+}
+
+/// `_IOWR(type, nr, size)`.
+pub const fn iowr(ioctl_type: u8, nr: u8, size_bytes: usize) -> u32 {
+    ioc(IOC_READ | IOC_WRITE, ioctl_type, nr, size_bytes)
+}
+
+/// `_IOW(type, nr, size)`.
+pub const fn iow(ioctl_type: u8, nr: u8, size_bytes: usize) -> u32 {
+    ioc(IOC_WRITE, ioctl_type, nr, size_bytes)
 }
 
 /// `_IOC_SIZE(cmd)`.
@@ -62,6 +78,12 @@ pub const fn ioc_size(cmd: u32) -> usize {
 /// `_IOC_TYPE(cmd)`.
 pub const fn ioc_type(cmd: u32) -> u8 {
     ((cmd >> IOC_TYPESHIFT) & ((1 << IOC_TYPEBITS) - 1)) as u8
+}
+
+/// `_IOC_DIR(cmd)`: [`IOC_NONE`] or a combination of [`IOC_WRITE`] and
+/// [`IOC_READ`].
+pub const fn ioc_dir(cmd: u32) -> u32 {
+    (cmd >> IOC_DIRSHIFT) & ((1 << IOC_DIRBITS) - 1)
 }
 
 /// Why an argument block was rejected. Converted to an errno only at the
@@ -775,14 +797,13 @@ mod tests {
         ] {
             assert_eq!(ioc_size(cmd), size);
             assert_eq!(ioc_type(cmd), IOCTL_TYPE);
-            assert_eq!(cmd >> 30, 3, "_IOWR");
+            assert_eq!(ioc_dir(cmd), IOC_READ | IOC_WRITE, "_IOWR");
         }
-        // Same formula as the kernel's FICLONERANGE = _IOW(0x94, 13, 32),
-        // apart from the direction bits.
-        assert_eq!(
-            iowr(0x94, 13, 32) & !(3 << 30),
-            (libc::FICLONERANGE as u32) & !(3 << 30)
-        );
+        // Same formula as the kernel's headers, as libc carries them.
+        assert_eq!(iow(0x94, 9, 4) as libc::c_ulong, libc::FICLONE);
+        assert_eq!(iow(0x94, 13, 32) as libc::c_ulong, libc::FICLONERANGE);
+        assert_eq!(ioc_dir(iow(0x94, 13, 32)), IOC_WRITE);
+        assert_eq!(ioc_dir(ioc(IOC_NONE, IOCTL_TYPE, 1, 0)), IOC_NONE);
     }
 
     #[test]

@@ -1,11 +1,16 @@
-//! Sizes on the command line (`--size 1G`, `--journal-size 16MiB`) and their
-//! human-readable form in summaries.
+//! Sizes given by users and their human-readable form: the one grammar of
+//! every size argument (`mkfs --size 1G`, `--journal-size 16MiB`, `dedupe
+//! --min-size 64K`, `clone --len 1M`, `fsmap --range 1G:64M`) and of the
+//! size mount options (`-o max_write=1MiB,max_readahead=512K`).
 //!
 //! Units are binary, as in mkfs.ext4 and mkfs.xfs: `K`, `M`, `G`, `T` mean
-//! KiB, MiB, GiB, TiB whether written `G`, `GB` or `GiB` (any case). A bare
-//! number is bytes; `B` alone is accepted too.
+//! KiB, MiB, GiB, TiB whether written `G`, `GB` or `GiB` (any case), with
+//! or without a space before them. A bare number is bytes; `B` alone is
+//! accepted too.
 
 use std::fmt;
+
+use indicatif::BinaryBytes;
 
 /// Why a size argument was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +42,19 @@ impl fmt::Display for SizeError {
 
 impl std::error::Error for SizeError {}
 
-/// Parses `4096`, `512K`, `64MiB`, `1G`, `2gb`, `1T` into bytes (binary units).
+/// Parses `4096`, `512K`, `64MiB`, `1G`, `2gb`, `1T` into bytes (binary
+/// units); zero is refused. For sizes of things that must exist (an image,
+/// a journal).
 pub fn parse_size(text: &str) -> Result<u64, SizeError> {
+    match parse_bytes(text)? {
+        0 => Err(SizeError::Zero),
+        bytes => Ok(bytes),
+    }
+}
+
+/// [`parse_size`]'s grammar, zero allowed: for offsets, lengths and limits
+/// where 0 has a meaning (`--len 0`: to EOF, `max_readahead=0`).
+pub fn parse_bytes(text: &str) -> Result<u64, SizeError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(SizeError::Empty);
@@ -54,13 +70,9 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
         .parse()
         .map_err(|_| SizeError::Overflow(trimmed.to_string()))?;
     let shift = unit_shift(unit.trim_start())?;
-    let bytes = number
+    number
         .checked_mul(1u64 << shift)
-        .ok_or_else(|| SizeError::Overflow(trimmed.to_string()))?;
-    if bytes == 0 {
-        return Err(SizeError::Zero);
-    }
-    Ok(bytes)
+        .ok_or_else(|| SizeError::Overflow(trimmed.to_string()))
 }
 
 /// Power of two of a unit suffix (`""`/`B` → 0, `K`/`KB`/`KiB` → 10, …).
@@ -80,24 +92,21 @@ fn unit_shift(unit: &str) -> Result<u32, SizeError> {
     }
 }
 
-/// clap value parser for size arguments.
+/// clap value parser for size arguments ([`parse_size`]: not zero).
 pub fn parse_size_arg(text: &str) -> Result<u64, String> {
     parse_size(text).map_err(|e| e.to_string())
 }
 
+/// clap value parser for byte offsets and lengths ([`parse_bytes`]: zero
+/// allowed).
+pub fn parse_bytes_arg(text: &str) -> Result<u64, String> {
+    parse_bytes(text).map_err(|e| e.to_string())
+}
+
 /// `1073741824` → `"1.00 GiB"`; below 1 KiB, plain bytes (`"512 B"`).
+/// (indicatif's `BinaryBytes`, the format of the progress bars too.)
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit_index = 0;
-    while value >= 1024.0 && unit_index + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit_index += 1;
-    }
-    format!("{value:.2} {}", UNITS[unit_index])
+    BinaryBytes(bytes).to_string()
 }
 
 #[cfg(test)]
@@ -153,9 +162,15 @@ mod tests {
     }
 
     #[test]
-    fn zero_is_rejected() {
+    fn zero_is_rejected_as_a_size_but_not_as_a_byte_count() {
         assert_eq!(parse_size("0"), Err(SizeError::Zero));
         assert_eq!(parse_size("0G"), Err(SizeError::Zero));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("0K"), Ok(0));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("12Q").is_err());
+        assert!(parse_bytes("99999999999T").is_err());
     }
 
     #[test]
@@ -180,5 +195,6 @@ mod tests {
         assert_eq!(human_size(64 << 20), "64.00 MiB");
         assert_eq!(human_size(1 << 30), "1.00 GiB");
         assert_eq!(human_size(5 << 40), "5.00 TiB");
+        assert_eq!(human_size(3 << 50), "3.00 PiB");
     }
 }
