@@ -13,7 +13,8 @@ fs::data -> fs). Tests (`#[cfg(test)] mod tests` blocks) are left out.
 
 A folder's mod.rs re-exporting its children (`pub use child::Item`) is its
 facade and adds no edge; any other use of a child by mod.rs's own code
-does (`use child::Item`, `self::child::f()`).
+does (`use child::Item`, `self::child::f()`, and a bare `child::f()` or
+`child::Type` in code).
 
 Prints every edge, then the strongly connected components with more than
 one module (the import cycles); exits 1 if there is any cycle.
@@ -137,6 +138,17 @@ def graph(src):
                         paths.append("self::" + p)
         for m in re.finditer(r"\b((?:crate|super)(?:::\w+)+)", text):
             paths.append(m.group(1))
+        if is_folder:
+            # A mod.rs naming its child in code without `self::`
+            # (`journal::Ring`, `checkpoint::write(..)`) uses the child
+            # too. `use` statements were handled above; `::child::` in a
+            # longer path is someone else's child.
+            prefix = "" if mod == "crate" else mod + "::"
+            code = re.sub(r"\buse\s+[^;]*;", "", text)
+            for m in re.finditer(r"(?<![:\w])(\w+)::\w", code):
+                head = m.group(1)
+                if head not in ("crate", "super", "self") and prefix + head in modules:
+                    paths.append("self::" + head + "::" + "x")
         for p in paths:
             target = resolve(mod, p, modules)
             if target != mod and target != "crate" and not mod.startswith(target + "::") or (
