@@ -8,6 +8,8 @@ use std::time::SystemTime;
 
 use crate::store::StoreError;
 
+mod access;
+pub mod acl;
 mod apply;
 mod codec;
 mod data;
@@ -18,6 +20,7 @@ mod privs;
 mod scrub;
 mod space;
 
+pub use access::{may_access, AtimeRule, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use engine::Fs;
 pub use privs::{Caller, Privileged};
 

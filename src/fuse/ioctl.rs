@@ -406,8 +406,7 @@ fn may_dedupe_into(req: &IoctlRequest<'_>, dst: &OpenFile, attr: &Attr) -> bool 
     req.uid == 0
         || dst.writable()
         || req.uid == attr.uid
-        || super::adapter::check_access(attr, req.uid, req.gid, fuser::AccessFlags::W_OK, false)
-            .is_ok()
+        || fs::may_access(attr, req.uid, req.gid, fs::MAY_WRITE).is_ok()
 }
 
 fn dedupe_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {

@@ -6,7 +6,8 @@
 //!   [`adapter::CacheInvalidator`] for invalidating kernel caches;
 //! * [`handles`]: open file handles;
 //! * [`coherence`]: the page cache kept coherent with direct writes;
-//! * [`acl`]: POSIX ACL xattrs kept consistent with the mode bits;
+//! * [`acl`]: re-export of [`crate::fs::acl`] (the POSIX ACL format and
+//!   rules live in the core);
 //! * [`ioctl`]: the hook for cowdax's private ioctls;
 //! * [`idle_poll`]: keeping idle CPUs polling while requests arrive fast;
 //! * [`daemon`]: preflight checks, detaching, logging, serving, clean
@@ -14,7 +15,7 @@
 //!
 //! docs/FUSE.md describes the behaviour for users and integrators.
 
-pub mod acl;
+pub use crate::fs::acl;
 pub mod adapter;
 pub mod coherence;
 pub mod daemon;

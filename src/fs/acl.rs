@@ -6,6 +6,22 @@
 //!
 //! Xattr format (`posix_acl_xattr`): a little-endian u32 version (2), then
 //! 8-byte entries `{ tag: u16, perm: u16, id: u32 }`.
+//!
+//! The rules that tie ACLs to the mode live here and are applied by the
+//! core, each in the transaction of the operation that needs it:
+//! inheritance of the parent's default ACL at create time
+//! ([`Fs::create_in`](super::Fs::create_in)), the access ACL following a
+//! chmod ([`Fs::setattr_as`](super::Fs::setattr_as)), and the mode
+//! following a set access ACL ([`Fs::setxattr_as`](super::Fs::setxattr_as)).
+
+use super::codec::{Record, XATTR_VALUE_MAX};
+use super::engine::{wlock, LiveAccess};
+use super::inode::Inode;
+use super::namespace::{guard, Edits, Guards};
+use super::privs::{self, Caller, Change};
+use super::{Attr, Creds, Error, FileKind, Fs, Ino, Timestamp, XattrSetMode};
+
+type FsResult<T> = super::Result<T>;
 
 pub const ACCESS_XATTR: &[u8] = b"system.posix_acl_access";
 pub const DEFAULT_XATTR: &[u8] = b"system.posix_acl_default";
@@ -148,6 +164,181 @@ impl Acl {
         }
         let bits = acl.permission_bits();
         (acl, bits)
+    }
+}
+
+/// What a new inode gets from its parent and its creator: the owner and
+/// group (a setgid directory passes its group on, and its setgid bit to
+/// new directories: `inode_init_owner`), the permission bits (the parent's
+/// default ACL replaces the umask: `posix_acl_create`) and the inherited
+/// ACL xattrs (an access ACL unless the mode says it all; a directory also
+/// inherits the default ACL).
+pub(crate) struct Inherited {
+    pub creds: Creds,
+    pub perm: u32,
+    pub xattrs: Vec<(&'static [u8], Vec<u8>)>,
+}
+
+/// The parent's default ACL, if it has a valid one (an invalid one, which
+/// only an old image could hold, is ignored: the umask applies).
+fn default_acl(parent: &Inode) -> Option<Acl> {
+    Acl::parse(parent.xattrs().get(DEFAULT_XATTR)?).ok()
+}
+
+/// [`Inherited`] for an inode of `kind` with `requested` permission bits
+/// (0o7777) and `umask`, created by `caller` in `parent`. Symlinks always
+/// get 0o777 and no ACL.
+pub(crate) fn inherit(
+    parent: &Inode,
+    kind: FileKind,
+    requested: u32,
+    umask: u32,
+    caller: Creds,
+) -> Inherited {
+    let parent_setgid = parent.attrs.perm & libc::S_ISGID != 0;
+    let creds = Creds {
+        uid: caller.uid,
+        gid: if parent_setgid {
+            parent.attrs.gid
+        } else {
+            caller.gid
+        },
+    };
+    if kind == FileKind::Symlink {
+        return Inherited {
+            creds,
+            perm: 0o777,
+            xattrs: Vec::new(),
+        };
+    }
+    let requested = requested & 0o7777;
+    let inherited = default_acl(parent);
+    let mut xattrs = Vec::new();
+    let mut perm = match &inherited {
+        Some(default) => {
+            let (access, bits) = default.create_masq(requested & 0o777);
+            if !access.is_equivalent_to_mode() {
+                xattrs.push((ACCESS_XATTR, access.to_bytes()));
+            }
+            if kind == FileKind::Directory {
+                xattrs.push((DEFAULT_XATTR, default.to_bytes()));
+            }
+            (requested & 0o7000) | bits
+        }
+        None => requested & !umask & 0o7777,
+    };
+    if kind == FileKind::Directory && parent_setgid {
+        perm |= libc::S_ISGID;
+    }
+    Inherited {
+        creds,
+        perm,
+        xattrs,
+    }
+}
+
+/// After a chmod to `perm`: the record that keeps `inode`'s access ACL in
+/// line with the new mode bits (`posix_acl_chmod`), if it has a valid one.
+pub(crate) fn chmod_record(inode: &Inode, ino: Ino, perm: u32) -> Option<Record> {
+    let mut access = Acl::parse(inode.xattrs().get(ACCESS_XATTR)?).ok()?;
+    access.apply_mode(perm);
+    Some(Record::SetXattr {
+        ino,
+        name: ACCESS_XATTR.to_vec(),
+        value: access.to_bytes(),
+    })
+}
+
+fn parse_checked(value: &[u8]) -> FsResult<Acl> {
+    Acl::parse(value).map_err(|_| Error::Invalid("malformed POSIX ACL"))
+}
+
+impl Fs {
+    /// setxattr by `caller`, with the POSIX ACL rules: a default ACL must
+    /// be valid; an access ACL must be valid, is stored only if the mode
+    /// bits cannot express it, and sets the mode's permission bits (setgid
+    /// drops unless `caller` is in the file's group or holds CAP_FSETID:
+    /// `posix_acl_update_mode`), all in one transaction. Other names are
+    /// plain [`Fs::setxattr`].
+    pub fn setxattr_as(
+        &self,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        mode: XattrSetMode,
+        caller: &dyn Caller,
+    ) -> FsResult<()> {
+        if name == ACCESS_XATTR {
+            self.set_access_acl(ino, value, mode, caller).map(|_| ())
+        } else {
+            if name == DEFAULT_XATTR {
+                parse_checked(value)?;
+            }
+            self.setxattr(ino, name, value, mode)
+        }
+    }
+
+    /// Sets the access ACL `value` of `ino` and the mode it implies, in one
+    /// transaction (none when neither changes). An ACL equal to the mode
+    /// bits replaces a stored one by none; `mode` (create/replace) applies
+    /// to a stored ACL only.
+    fn set_access_acl(
+        &self,
+        ino: Ino,
+        value: &[u8],
+        mode: XattrSetMode,
+        caller: &dyn Caller,
+    ) -> FsResult<Attr> {
+        let access = parse_checked(value)?;
+        if value.len() > XATTR_VALUE_MAX {
+            return Err(Error::TooBig);
+        }
+        self.mutating(|| {
+            let arc = self.inode(ino)?;
+            let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
+            let inode = guard(&guards, ino)?;
+            if inode.deleted {
+                return Err(Error::NotFound);
+            }
+            let exists = inode.xattrs().contains_key(ACCESS_XATTR);
+            let mut records = Vec::new();
+            if access.is_equivalent_to_mode() {
+                if exists {
+                    records.push(Record::RemoveXattr {
+                        ino,
+                        name: ACCESS_XATTR.to_vec(),
+                    });
+                }
+            } else {
+                match mode {
+                    XattrSetMode::Create if exists => return Err(Error::Exists),
+                    XattrSetMode::Replace if !exists => return Err(Error::NoAttr),
+                    _ => {}
+                }
+                records.push(Record::SetXattr {
+                    ino,
+                    name: ACCESS_XATTR.to_vec(),
+                    value: value.to_vec(),
+                });
+            }
+            let old = inode.attrs.perm;
+            let perm = (old & 0o7000) | (access.permission_bits() & 0o777);
+            let (kind, gid) = (inode.attrs.kind, inode.attrs.gid);
+            let perm = privs::perm_after(Change::AccessAcl, kind, perm, gid, caller);
+            if records.is_empty() && perm == old {
+                return Ok(inode.to_attr(ino));
+            }
+            let mut edits = Edits::default();
+            let a = edits.attrs(&guards, ino)?;
+            a.perm = perm;
+            a.ctime = Timestamp::now();
+            edits.emit(&mut records);
+            let grows = records.iter().any(|r| matches!(r, Record::SetXattr { .. }));
+            let mut live = LiveAccess::new(&mut guards);
+            self.commit(&records, &mut live, grows)?;
+            drop(live);
+            Ok(guard(&guards, ino)?.to_attr(ino))
+        })
     }
 }
 
