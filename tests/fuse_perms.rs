@@ -390,7 +390,10 @@ fn mkdir_under_a_default_acl_fails_whole_or_keeps_its_acls_when_space_runs_out()
     }
     assert_eq!(mode, 0o740);
     // Space had to come back first: the full filesystem was tested.
-    assert!(refused > 0, "the first mkdir on the full filesystem succeeded");
+    assert!(
+        refused > 0,
+        "the first mkdir on the full filesystem succeeded"
+    );
     drop(fill);
     t.finish();
 }

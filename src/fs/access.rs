@@ -72,6 +72,13 @@ pub fn may_access(attr: &Attr, uid: u32, gid: u32, wanted: u32) -> Result<()> {
     }
 }
 
+/// FIDEDUPERANGE's `allow_file_dedupe`: a caller may dedupe into a file
+/// it opened for writing, owns, or may write by its mode bits; root may
+/// dedupe into any.
+pub fn may_dedupe_into(attr: &Attr, uid: u32, gid: u32, opened_for_write: bool) -> bool {
+    uid == 0 || opened_for_write || uid == attr.uid || may_access(attr, uid, gid, MAY_WRITE).is_ok()
+}
+
 impl Fs {
     /// access(2) of `ino` (see [`may_access`]); asking to write on a
     /// read-only filesystem is `ReadOnly`, whoever asks.

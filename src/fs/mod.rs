@@ -20,7 +20,7 @@ mod privs;
 mod scrub;
 mod space;
 
-pub use access::{may_access, AtimeRule, MAY_EXEC, MAY_READ, MAY_WRITE};
+pub use access::{may_access, may_dedupe_into, AtimeRule, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use engine::Fs;
 pub use privs::{Caller, Privileged};
 

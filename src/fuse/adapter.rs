@@ -23,15 +23,16 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, WriteFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, WriteFlags,
 };
 
 use super::coherence::Invalidations;
 use super::handles::HandleTable;
 use super::idle_poll::IdlePoll;
-use super::ioctl::{self, IoctlRequest};
+pub use super::invalidator::CacheInvalidator;
+use super::ioctl::{self, IoctlContext, IoctlRequest};
 use super::options::{AtimePolicy, CacheMode, MountOptions};
 use crate::fs::{
     self, AtimeRule, Attr, Creds, FallocMode, FileKind, Fs, Ino, Modified, RenameFlags, SetAttr,
@@ -47,55 +48,6 @@ const COPY_RANGE_MAX_BYTES: u64 = (u32::MAX as u64) & !0xfff;
 /// at least 160 bytes, so 25 fit; 128 covers 16 KiB pages. More would only
 /// be listed and thrown away on every request of a large directory.
 const READDIRPLUS_BATCH: usize = 128;
-
-/// Invalidates kernel caches when the daemon changes data behind the
-/// kernel's back (clone, dedupe). Holds fuser's notifier once the session
-/// exists; before that there is nothing cached to invalidate.
-#[derive(Debug, Default)]
-pub struct CacheInvalidator {
-    notifier: OnceLock<Notifier>,
-}
-
-impl CacheInvalidator {
-    pub fn new() -> CacheInvalidator {
-        CacheInvalidator::default()
-    }
-
-    /// Called once by the daemon after the session is mounted.
-    pub fn set_notifier(&self, notifier: Notifier) {
-        let _ = self.notifier.set(notifier);
-    }
-
-    /// Drops the kernel's cached pages of `ino` in `offset..offset+len`
-    /// (`len == 0`: to the end) and its cached attributes. Call after
-    /// remapping a destination range; never while holding a core lock the
-    /// kernel might need to answer (the kernel may write back dirty pages).
-    pub fn invalidate_range(&self, ino: Ino, offset: u64, len: u64) -> std::io::Result<()> {
-        let Some(notifier) = self.notifier.get() else {
-            return Ok(());
-        };
-        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
-        let len = i64::try_from(len).unwrap_or(0);
-        notifier.inval_inode(INodeNo(ino), offset, len)
-    }
-
-    /// Drops the kernel's cached attributes of `ino` only.
-    pub fn invalidate_attributes(&self, ino: Ino) -> std::io::Result<()> {
-        let Some(notifier) = self.notifier.get() else {
-            return Ok(());
-        };
-        // A negative offset asks for attributes only, no page cache.
-        notifier.inval_inode(INodeNo(ino), -1, 0)
-    }
-
-    /// Drops the kernel's cached dentry `name` in directory `parent`.
-    pub fn invalidate_entry(&self, parent: Ino, name: &[u8]) -> std::io::Result<()> {
-        let Some(notifier) = self.notifier.get() else {
-            return Ok(());
-        };
-        notifier.inval_entry(INodeNo(parent), OsStr::from_bytes(name))
-    }
-}
 
 /// Settings of the adapter derived from the mount options.
 #[derive(Clone, Debug)]
@@ -235,26 +187,6 @@ impl CowdaxFs {
         }
     }
 
-    /// Idle polling (for the counters ioctl).
-    pub fn idle_poll(&self) -> &IdlePoll {
-        &self.idle_poll
-    }
-
-    /// The filesystem core (for ioctl handlers).
-    pub fn fs(&self) -> &Arc<Fs> {
-        &self.fs
-    }
-
-    /// Open handles (for ioctl handlers: access mode of the caller's fd).
-    pub fn handles(&self) -> &HandleTable {
-        &self.handles
-    }
-
-    /// Kernel cache invalidation (for ioctl handlers after a remap).
-    pub fn invalidator(&self) -> &Arc<CacheInvalidator> {
-        &self.invalidator
-    }
-
     fn reply_entry(&self, reply: ReplyEntry, attr: &Attr) {
         reply.entry_with_ttls(
             &self.config.attr_ttl,
@@ -386,7 +318,7 @@ pub(crate) struct RequestCaller {
 }
 
 impl RequestCaller {
-    pub(crate) fn new(uid: u32, gid: u32, pid: u32) -> RequestCaller {
+    fn new(uid: u32, gid: u32, pid: u32) -> RequestCaller {
         RequestCaller {
             gid,
             pid,
@@ -1157,12 +1089,20 @@ impl Filesystem for CowdaxFs {
             in_data,
             out_size,
         };
-        match ioctl::dispatch(self, &request) {
+        let caller = RequestCaller::of(req);
+        let context = IoctlContext {
+            fs: &self.fs,
+            handles: &self.handles,
+            invalidator: &self.invalidator,
+            idle_poll: &self.idle_poll,
+            caller: &caller,
+        };
+        match ioctl::dispatch(&context, &request) {
             Ok(out) => {
                 let len = out.data.len().min(out_size as usize);
                 reply.ioctl(out.result, &out.data[..len]);
             }
-            Err(errno) => reply.error(Errno::from_i32(errno)),
+            Err(err) => reply.error(Errno::from_i32(err.errno())),
         }
     }
 

@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use fuser::ReplyWrite;
 
-use super::adapter::CacheInvalidator;
+use super::invalidator::CacheInvalidator;
 use crate::fs::Ino;
 
 /// What the daemon knows about one open inode's page cache. Shared by all
