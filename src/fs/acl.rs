@@ -407,6 +407,86 @@ mod tests {
         assert_eq!(a.perm_of(TAG_GROUP_OBJ), Some(7));
     }
 
+    fn dir(perm: u32, gid: u32, default: Option<&Acl>) -> Inode {
+        let now = Timestamp::default();
+        let mut inode = Inode::new(
+            super::super::inode::InodeAttrs {
+                kind: FileKind::Directory,
+                perm,
+                nlink: 2,
+                uid: 0,
+                gid,
+                rdev: 0,
+                size: 0,
+                atime: now,
+                mtime: now,
+                ctime: now,
+                btime: now,
+                generation: 1,
+                parent: 1,
+                next_cookie: 3,
+            },
+            Vec::new(),
+        );
+        if let Some(default) = default {
+            inode.set_xattr(DEFAULT_XATTR.to_vec(), default.to_bytes());
+        }
+        inode
+    }
+
+    const CALLER: Creds = Creds { uid: 5, gid: 6 };
+
+    #[test]
+    fn without_a_default_acl_the_umask_applies_and_nothing_is_inherited() {
+        let parent = dir(0o755, 9, None);
+        let new = inherit(&parent, FileKind::Regular, 0o666, 0o022, CALLER);
+        assert_eq!((new.perm, new.creds.uid, new.creds.gid), (0o644, 5, 6));
+        assert!(new.xattrs.is_empty());
+    }
+
+    #[test]
+    fn a_setgid_parent_gives_its_group_and_new_directories_its_setgid_bit() {
+        let parent = dir(0o2775, 9, None);
+        let file = inherit(&parent, FileKind::Regular, 0o666, 0o002, CALLER);
+        assert_eq!((file.perm, file.creds.gid), (0o664, 9));
+        let sub = inherit(&parent, FileKind::Directory, 0o777, 0o002, CALLER);
+        assert_eq!((sub.perm, sub.creds.gid), (0o2775, 9));
+        let link = inherit(&parent, FileKind::Symlink, 0o777, 0o077, CALLER);
+        assert_eq!((link.perm, link.creds.gid), (0o777, 9));
+    }
+
+    #[test]
+    fn a_default_acl_replaces_the_umask_and_is_inherited() {
+        let default = acl(&[
+            (TAG_USER_OBJ, 7, 0),
+            (TAG_USER, 6, 1000),
+            (TAG_GROUP_OBJ, 0, 0),
+            (TAG_MASK, 6, 0),
+            (TAG_OTHER, 0, 0),
+        ]);
+        let parent = dir(0o755, 9, Some(&default));
+        let file = inherit(&parent, FileKind::Regular, 0o644, 0o077, CALLER);
+        assert_eq!(file.perm, 0o640);
+        let (access, _) = default.create_masq(0o644);
+        assert_eq!(file.xattrs, vec![(ACCESS_XATTR, access.to_bytes())]);
+        let sub = inherit(&parent, FileKind::Directory, 0o755, 0o077, CALLER);
+        assert_eq!(sub.xattrs.len(), 2);
+        assert_eq!(sub.xattrs[1], (DEFAULT_XATTR, default.to_bytes()));
+        // Symlinks take no ACL.
+        let link = inherit(&parent, FileKind::Symlink, 0o777, 0, CALLER);
+        assert!(link.xattrs.is_empty());
+        // A default ACL the mode bits express: bits from it, nothing stored.
+        let plain = acl(&[
+            (TAG_USER_OBJ, 7, 0),
+            (TAG_GROUP_OBJ, 5, 0),
+            (TAG_OTHER, 0, 0),
+        ]);
+        let parent = dir(0o755, 9, Some(&plain));
+        let file = inherit(&parent, FileKind::Regular, 0o666, 0o022, CALLER);
+        assert_eq!(file.perm, 0o640);
+        assert!(file.xattrs.is_empty());
+    }
+
     #[test]
     fn inheritance_masks_by_requested_mode() {
         let default = acl(&[
