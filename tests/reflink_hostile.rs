@@ -139,6 +139,8 @@ fn hostile_ioctl_arguments_get_clear_errors_and_change_nothing() {
         (0, 2 * MIB, 4096), // destination range beyond its EOF
         (100, 0, 4096),
         (0, 0, u64::MAX),
+        (0, 0, MIB + 4096), // source range past the source's EOF (not shortened)
+        (MIB, 0, 4096),     // starts at the source's EOF
     ] {
         assert_eq!(
             errno_of(
@@ -148,6 +150,20 @@ fn hostile_ioctl_arguments_get_clear_errors_and_change_nothing() {
             ),
             libc::EINVAL,
             "dedupe {src_off} {dst_off} {len}"
+        );
+    }
+    // Deduping a file onto an overlapping range of itself, even the same
+    // range (generic_remap_checks).
+    let src_self = token_of(&src);
+    for dst_off in [0, 4096] {
+        assert_eq!(
+            errno_of(
+                &src,
+                abi::DEDUPE_RANGE,
+                dedupe_block(&src_self, 0, dst_off, 8192)
+            ),
+            libc::EINVAL,
+            "dedupe onto itself at {dst_off}"
         );
     }
     // Cloning a file onto an overlapping range of itself.

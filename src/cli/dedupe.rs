@@ -1,8 +1,11 @@
 //! `cowdax dedupe [-r] [--min-size N] PATH…`: find blocks with identical
 //! contents across (and within) files and make them share storage.
 //!
-//! 1. Scan: every whole, mapped block of every file is hashed with XXH3-64
-//!    (one sequential read per file; holes and unwritten extents skipped).
+//! 1. Scan: every mapped block of every file is hashed with XXH3-64 (one
+//!    sequential read per file; holes and unwritten extents skipped). A
+//!    partial last block is hashed over the bytes up to EOF and groups only
+//!    with tails of the same length: the kernel's rules (which the daemon
+//!    follows) share a partial block only where it ends both files.
 //!    Memory: one 32-byte [`BlockRef`] per block.
 //! 2. Group: sort by hash (O(n log n)); blocks of a group are candidates.
 //!    Per group, the physical block most of them already use is the
@@ -56,7 +59,7 @@ pub struct DedupeArgs {
     #[arg(short = 'r', long)]
     pub recursive: bool,
     /// Skip files smaller than this (suffixes K, M, G, T).
-    #[arg(long, value_parser = parse_bytes, default_value = "4096", value_name = "N")]
+    #[arg(long, value_parser = parse_bytes, default_value = "1", value_name = "N")]
     pub min_size: u64,
     /// Find duplicates and report them without changing anything.
     #[arg(short = 'n', long)]
@@ -79,10 +82,12 @@ pub struct Report {
     pub peak_memory_bytes: u64,
 }
 
-/// One hashed block. Sorted by (hash, phys, file, block).
+/// One hashed block. Sorted by (hash, tail, phys, file, block).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BlockRef {
     pub hash: u64,
+    /// Bytes of a partial last block (0: a whole block).
+    pub tail_bytes: u32,
     /// Physical block it is stored in (equal → already shared).
     pub phys_block: u64,
     /// Index into the file list.
@@ -99,6 +104,19 @@ pub struct DedupeRange {
     pub dst_file: u32,
     pub dst_block: u64,
     pub len_blocks: u64,
+    /// Bytes of the last block when it is the partial last block of both
+    /// files (0: every block whole). Nothing follows such a range.
+    pub tail_bytes: u32,
+}
+
+impl DedupeRange {
+    /// Bytes the range covers.
+    pub fn len_bytes(&self, bs: u64) -> u64 {
+        match self.tail_bytes {
+            0 => self.len_blocks * bs,
+            tail => (self.len_blocks - 1) * bs + u64::from(tail),
+        }
+    }
 }
 
 pub fn run(args: &DedupeArgs) -> i32 {
@@ -214,7 +232,8 @@ fn phys_of_blocks(extents: &[abi::ExtentRecord], bs: u64, blocks: u64) -> Vec<Op
     out
 }
 
-/// Hashes every whole mapped block of `file`, appending to `blocks`.
+/// Hashes every mapped block of `file` (the last one up to EOF),
+/// appending to `blocks`.
 fn scan_file(
     file: &CowdaxFile,
     index: u32,
@@ -230,37 +249,46 @@ fn scan_file(
     file.file.sync_all().map_err(|e| io_error("fsync", e))?;
     let bs = file.block_size.max(1);
     let (extents, size) = file.extents()?;
-    let whole_blocks = size / bs;
-    let phys = phys_of_blocks(&extents, bs, whole_blocks);
+    let all_blocks = size.div_ceil(bs);
+    let phys = phys_of_blocks(&extents, bs, all_blocks);
     let chunk_blocks = (READ_CHUNK_BYTES as u64 / bs).max(1);
     let mut buf = vec![0u8; (chunk_blocks * bs) as usize];
     let mut scanned = 0;
     let mut block = 0;
-    while block < whole_blocks {
-        let n = chunk_blocks.min(whole_blocks - block);
+    while block < all_blocks {
+        let n = chunk_blocks.min(all_blocks - block);
+        // The bytes up to EOF: the last chunk may end in a partial block.
+        let chunk_bytes = (size - block * bs).min(n * bs);
         // Skip chunks with nothing mapped (sparse files) without reading.
         let any_mapped = phys[block as usize..(block + n) as usize]
             .iter()
             .any(Option::is_some);
         if any_mapped {
-            let bytes = &mut buf[..(n * bs) as usize];
+            let bytes = &mut buf[..chunk_bytes as usize];
             file.file
                 .read_exact_at(bytes, block * bs)
                 .map_err(|e| io_error("read", e))?;
-            for (i, data) in bytes.chunks_exact(bs as usize).enumerate() {
+            for (i, data) in bytes.chunks(bs as usize).enumerate() {
                 let file_block = block + i as u64;
                 if let Some(phys_block) = phys[file_block as usize] {
+                    // `data` is shorter than a block only at EOF.
+                    let tail_bytes = if data.len() as u64 == bs {
+                        0
+                    } else {
+                        data.len() as u32
+                    };
                     blocks.push(BlockRef {
                         hash: xxhash_rust::xxh3::xxh3_64(data),
+                        tail_bytes,
                         phys_block,
                         file: index,
                         file_block,
                     });
                 }
             }
-            scanned += n * bs;
+            scanned += chunk_bytes;
         }
-        progress.inc(n * bs);
+        progress.inc(chunk_bytes);
         block += n;
     }
     Ok(scanned)
@@ -325,7 +353,7 @@ fn scan_files(files: &[PathBuf], bar: &ProgressBar) -> (Vec<BlockRef>, u64, u64)
 pub fn propose_pairs(blocks: &mut [BlockRef]) -> Vec<DedupeRange> {
     blocks.sort_unstable();
     let mut pairs = Vec::new();
-    for group in blocks.chunk_by(|a, b| a.hash == b.hash) {
+    for group in blocks.chunk_by(|a, b| (a.hash, a.tail_bytes) == (b.hash, b.tail_bytes)) {
         if group.len() < 2 {
             continue;
         }
@@ -347,6 +375,7 @@ pub fn propose_pairs(blocks: &mut [BlockRef]) -> Vec<DedupeRange> {
                 dst_file: dst.file,
                 dst_block: dst.file_block,
                 len_blocks: 1,
+                tail_bytes: src.tail_bytes,
             });
         }
     }
@@ -361,7 +390,8 @@ pub fn coalesce(mut pairs: Vec<DedupeRange>) -> Vec<DedupeRange> {
     let mut out: Vec<DedupeRange> = Vec::with_capacity(pairs.len());
     for pair in pairs {
         if let Some(last) = out.last_mut() {
-            let continues = last.src_file == pair.src_file
+            let continues = last.tail_bytes == 0
+                && last.src_file == pair.src_file
                 && last.dst_file == pair.dst_file
                 && last.src_block + last.len_blocks == pair.src_block
                 && last.dst_block + last.len_blocks == pair.dst_block;
@@ -370,6 +400,7 @@ pub fn coalesce(mut pairs: Vec<DedupeRange>) -> Vec<DedupeRange> {
                     || last.len_blocks < last.src_block.abs_diff(last.dst_block));
             if continues && room {
                 last.len_blocks += 1;
+                last.tail_bytes = pair.tail_bytes;
                 continue;
             }
         }
@@ -418,7 +449,7 @@ fn dedupe_range(
         token,
         range.src_block * bs,
         range.dst_block * bs,
-        range.len_blocks * bs,
+        range.len_bytes(bs),
     )?;
     match outcome {
         Some(bytes) => {
@@ -427,10 +458,12 @@ fn dedupe_range(
         }
         None if range.len_blocks > 1 => {
             for i in 0..range.len_blocks {
+                let last = i + 1 == range.len_blocks;
                 let one = DedupeRange {
                     src_block: range.src_block + i,
                     dst_block: range.dst_block + i,
                     len_blocks: 1,
+                    tail_bytes: if last { range.tail_bytes } else { 0 },
                     ..*range
                 };
                 dedupe_range(open, files, &one, bs, report)?;
@@ -509,7 +542,7 @@ pub fn dedupe(args: &DedupeArgs) -> anyhow::Result<Report> {
 
     let pairs = propose_pairs(&mut blocks);
     drop(blocks);
-    report.candidate_bytes = pairs.len() as u64 * bs;
+    report.candidate_bytes = pairs.iter().map(|p| p.len_bytes(bs)).sum();
     let ranges = coalesce(pairs);
 
     if !args.dry_run {
@@ -542,7 +575,7 @@ pub fn dedupe(args: &DedupeArgs) -> anyhow::Result<Report> {
                     dst: None,
                 };
             }
-            bar.inc(range.len_blocks * bs);
+            bar.inc(range.len_bytes(bs));
         }
         bar.finish_and_clear();
     }
@@ -558,6 +591,7 @@ mod tests {
     fn block(hash: u64, phys_block: u64, file: u32, file_block: u64) -> BlockRef {
         BlockRef {
             hash,
+            tail_bytes: 0,
             phys_block,
             file,
             file_block,
@@ -609,6 +643,7 @@ mod tests {
                 dst_file: 0,
                 dst_block: b + 2,
                 len_blocks: 1,
+                tail_bytes: 0,
             })
             .collect();
         let ranges = coalesce(pairs);
@@ -616,6 +651,40 @@ mod tests {
             assert!(r.len_blocks <= r.src_block.abs_diff(r.dst_block), "{r:?}");
         }
         assert_eq!(ranges.iter().map(|r| r.len_blocks).sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn a_partial_last_block_pairs_only_with_an_equal_tail_and_ends_its_range() {
+        // Files 0 and 1: two whole blocks and a 100-byte tail, identical;
+        // file 2 has a 200-byte tail with a colliding hash.
+        let tail = |hash, phys, file, file_block, tail_bytes| BlockRef {
+            tail_bytes,
+            ..block(hash, phys, file, file_block)
+        };
+        let mut blocks = vec![
+            block(1, 10, 0, 0),
+            block(2, 11, 0, 1),
+            tail(3, 12, 0, 2, 100),
+            block(1, 20, 1, 0),
+            block(2, 21, 1, 1),
+            tail(3, 22, 1, 2, 100),
+            tail(3, 30, 2, 0, 200),
+        ];
+        let ranges = coalesce(propose_pairs(&mut blocks));
+        assert_eq!(ranges.len(), 1, "{ranges:?}");
+        let r = ranges[0];
+        assert_eq!((r.src_block, r.dst_block, r.len_blocks), (0, 0, 3));
+        assert_eq!(r.tail_bytes, 100);
+        assert_eq!(r.len_bytes(4096), 2 * 4096 + 100);
+        // Nothing continues a range that ends in a tail.
+        let after = DedupeRange {
+            src_block: 3,
+            dst_block: 3,
+            len_blocks: 1,
+            tail_bytes: 0,
+            ..r
+        };
+        assert_eq!(coalesce(vec![r, after]).len(), 2);
     }
 
     #[test]
@@ -627,6 +696,7 @@ mod tests {
                 dst_file: 1,
                 dst_block: b,
                 len_blocks: 1,
+                tail_bytes: 0,
             })
             .collect();
         let ranges = coalesce(pairs);

@@ -11,6 +11,7 @@ use super::engine::{mlock, rlock, wlock, LiveAccess};
 use super::inode::{Inode, EXTENT_UNWRITTEN};
 use super::namespace::{guard, Edits, Guards};
 use super::privs::{self, Caller, Change, Privileged};
+use super::space::Space;
 use super::{
     Attr, DedupeOutcome, Error, FallocMode, FileKind, Fs, Ino, Modified, Result, SetAttr,
     TimeOrNow, Timestamp, Whence,
@@ -57,8 +58,9 @@ enum Action {
     /// Unwritten and unshared: zero the untouched part, store, mark written.
     InPlaceUnwritten(u64),
     /// Needs a new block; `copy_from` = the shared written block being
-    /// copied on write (None: hole or shared unwritten → zero-fill).
-    New { copy_from: Option<u64> },
+    /// copied on write (None: hole or shared unwritten → zero-fill);
+    /// `cow`: it replaces a shared block (placed by [`cow_placement`]).
+    New { copy_from: Option<u64>, cow: bool },
 }
 
 /// New bytes for blocks contiguous on the media, stored in one go.
@@ -159,7 +161,10 @@ impl Fs {
                         .map(|(efb, e)| (e.phys_block + (fb - efb), e.unwritten()));
                     let action = match mapped {
                         None if zeros => Action::Skip,
-                        None => Action::New { copy_from: None },
+                        None => Action::New {
+                            copy_from: None,
+                            cow: false,
+                        },
                         Some((_, true)) if zeros => Action::Skip,
                         Some((phys, unwritten)) => {
                             let shared =
@@ -169,8 +174,12 @@ impl Fs {
                                 (false, true) => Action::InPlaceUnwritten(phys),
                                 (true, false) => Action::New {
                                     copy_from: Some(phys),
+                                    cow: true,
                                 },
-                                (true, true) => Action::New { copy_from: None },
+                                (true, true) => Action::New {
+                                    copy_from: None,
+                                    cow: true,
+                                },
                             }
                         }
                     };
@@ -178,13 +187,32 @@ impl Fs {
                 }
             }
         }
-        // 2. Allocate (nothing is stored if this fails).
+        // 2. Allocate (nothing is stored if this fails). Copy-on-write
+        // blocks go where they continue the file's own blocks; the rest
+        // (and CoW blocks with no such place) by the usual policy.
         let new_blocks = plan
             .iter()
             .filter(|(_, a, _)| matches!(a, Action::New { .. }))
             .count() as u64;
-        let allocated = self.alloc_data(new_blocks)?;
+        let placed = self.place_cow_runs(inode, &plan);
+        let placed_blocks: u64 = placed.iter().map(|(_, e)| e.len).sum();
+        let mut allocated = match self.alloc_data(new_blocks - placed_blocks) {
+            Ok(runs) => runs,
+            Err(e) => {
+                let placed: Vec<PhysExtent> = placed.iter().map(|(_, e)| *e).collect();
+                self.unalloc(&placed);
+                return Err(e);
+            }
+        };
         let mut new_iter = allocated.iter().flat_map(|r| r.start..r.start + r.len);
+        // `placed` is sorted by file block, its runs disjoint.
+        let placed_phys = |fb: u64| {
+            let i = placed.partition_point(|(pfb, e)| pfb + e.len <= fb);
+            placed
+                .get(i)
+                .filter(|(pfb, _)| *pfb <= fb)
+                .map(|(pfb, e)| e.start + (fb - pfb))
+        };
         // 3. Store and persist. Untouched parts of each block are prepared
         // first (zeroed or copied); the new bytes of consecutive blocks that
         // are contiguous on the media go out in one store and one persist.
@@ -217,8 +245,8 @@ impl Fs {
                         maps.push((fb, p));
                         p
                     }
-                    Action::New { copy_from } => {
-                        let Some(p) = new_iter.next() else {
+                    Action::New { copy_from, .. } => {
+                        let Some(p) = placed_phys(fb).or_else(|| new_iter.next()) else {
                             return Err(Error::Corrupt("allocation came up short".into()));
                         };
                         match copy_from {
@@ -277,9 +305,11 @@ impl Fs {
             }
         });
         if let Err(e) = result {
+            allocated.extend(placed.iter().map(|(_, e)| *e));
             self.unalloc(&allocated);
             return Err(e);
         }
+        allocated.extend(placed.iter().map(|(_, e)| *e));
         // 4. Mapping records, coalesced into runs.
         let mut records = Vec::new();
         let mut i = 0;
@@ -489,7 +519,16 @@ impl Fs {
                     _ => return Err(Error::Invalid("size of a non-regular file")),
                 }
                 let old = inode.attrs.size;
-                if size < old {
+                // Truncating to the current size still drops what lies past
+                // EOF (a `fallocate -k` preallocation), as XFS and ext4 do;
+                // growing keeps it (and zeroes the old EOF block's tail).
+                let past_eof = size == old
+                    && inode
+                        .extents
+                        .range(..)
+                        .next_back()
+                        .is_some_and(|(fb, e)| fb + e.len_blocks as u64 > blocks_for(size));
+                if size < old || past_eof {
                     records.push(Record::UnmapRange {
                         ino,
                         file_block: blocks_for(size),
@@ -990,8 +1029,9 @@ impl Fs {
                 dst_block: dst_off / BS,
                 len_blocks: blocks_for(len),
             }];
-            let mut edits = Edits::default();
-            edits.attrs(&guards, dst)?.ctime = Timestamp::now();
+            // The contents did not change: no timestamp moves (the VFS
+            // skips `file_modified` for a dedupe, unlike a clone).
+            let edits = Edits::default();
             let stored = Stored {
                 records: Vec::new(),
                 allocated: Vec::new(),
@@ -1068,6 +1108,109 @@ impl Fs {
             value: len,
             mode_changed: mode_changed.get(),
         })
+    }
+}
+
+/// File blocks per copy-on-write region (2 MiB): the unit in which a file
+/// rewritten over shared blocks is kept physically contiguous.
+const COW_REGION_BLOCKS: u64 = super::space::HUGE_BLOCKS;
+
+/// What lies around file blocks `fb..fb+len` (inside one region) that are
+/// about to be copied on write: where they would continue the nearest
+/// blocks of their region that the file owns alone, nearest first; and
+/// whether the region holds further shared blocks of the file. Only the
+/// own region counts: anchoring to a neighbouring region, laid out
+/// elsewhere, would give one region two layouts that collide.
+struct CowNeighbourhood {
+    goals: Vec<u64>,
+    more_shared_in_region: bool,
+}
+
+fn cow_neighbourhood(inode: &Inode, space: &Space, fb: u64, len: u64) -> CowNeighbourhood {
+    let end = fb + len;
+    let region_start = fb - fb % COW_REGION_BLOCKS;
+    // (distance, goal) of the nearest own block on each side.
+    let mut left: Option<(u64, u64)> = None;
+    let mut right: Option<(u64, u64)> = None;
+    let mut shared_elsewhere_in_region = 0u64;
+    for (efb, e) in inode.extents_in(region_start, COW_REGION_BLOCKS) {
+        for (phys, n, refcount) in space.refcounts_in(e.phys_block, e.len_blocks as u64) {
+            let run_fb = efb + (phys - e.phys_block);
+            let run_end = run_fb + n;
+            if refcount > 1 {
+                let overlap = run_end.min(end).saturating_sub(run_fb.max(fb));
+                shared_elsewhere_in_region += n - overlap;
+            } else if refcount == 1 && run_end <= fb {
+                // Extents come in file order: the last one is the nearest.
+                left = Some((fb - (run_end - 1), phys + n - 1 + (fb - (run_end - 1))));
+            } else if refcount == 1 && run_fb >= end && right.is_none() {
+                right = (phys)
+                    .checked_sub(run_fb - fb)
+                    .map(|goal| (run_fb - end + 1, goal));
+            }
+        }
+    }
+    let mut near: Vec<(u64, u64)> = left.into_iter().chain(right).collect();
+    near.sort_unstable();
+    CowNeighbourhood {
+        goals: near.into_iter().map(|(_, goal)| goal).collect(),
+        more_shared_in_region: shared_elsewhere_in_region > 0,
+    }
+}
+
+impl Fs {
+    /// Physical places for the copy-on-write blocks of `plan`, so that a
+    /// file rewritten piece by piece over shared blocks (in any order) ends
+    /// in a few extents instead of one per write. Each run of consecutive
+    /// CoW blocks (split at region boundaries) goes where it continues the
+    /// nearest block the file owns alone; failing that, when its region
+    /// holds more shared blocks of the file, at its offset inside a free run
+    /// spanning the region, whose rest stays free for the blocks to come
+    /// (a placement, not a reservation: other files may take it). Runs
+    /// without a place are left to the usual allocation. Returns
+    /// (file_block, blocks) sorted by file block.
+    fn place_cow_runs(
+        &self,
+        inode: &Inode,
+        plan: &[(u64, Action, usize)],
+    ) -> Vec<(u64, PhysExtent)> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &(fb, action, _) in plan {
+            if !matches!(action, Action::New { cow: true, .. }) {
+                continue;
+            }
+            match runs.last_mut() {
+                Some((start, len)) if *start + *len == fb && fb % COW_REGION_BLOCKS != 0 => {
+                    *len += 1;
+                }
+                _ => runs.push((fb, 1)),
+            }
+        }
+        if runs.is_empty() {
+            return Vec::new();
+        }
+        runs.sort_unstable();
+        let size_blocks = blocks_for(inode.attrs.size);
+        let mut space = mlock(&self.space);
+        let mut placed = Vec::new();
+        for (fb, len) in runs {
+            let near = cow_neighbourhood(inode, &space, fb, len);
+            let region_start = fb - fb % COW_REGION_BLOCKS;
+            let span = COW_REGION_BLOCKS.min(size_blocks.max(fb + len) - region_start);
+            let extent = near
+                .goals
+                .iter()
+                .find_map(|&goal| space.alloc_data_at(goal, len))
+                .or_else(|| {
+                    near.more_shared_in_region
+                        .then(|| space.alloc_data_in_run(span, fb - region_start, len))
+                        .flatten()
+                });
+            if let Some(extent) = extent {
+                placed.push((fb, extent));
+            }
+        }
+        placed
     }
 }
 

@@ -64,6 +64,8 @@ impl Fs {
         Ok(report)
     }
 
+    /// The file's extents and holes up to EOF, as the extent report shows
+    /// them: mapped extents are split where sharing begins or ends.
     pub fn extents(&self, ino: Ino) -> Result<Vec<ExtentInfo>> {
         self.check_live()?;
         let arc = self.inode(ino)?;
@@ -84,17 +86,26 @@ impl Fs {
                     unwritten: false,
                 });
             }
-            let shared = space
-                .refcounts_in(e.phys_block, e.len_blocks as u64)
-                .iter()
-                .any(|r| r.2 > 1);
-            out.push(ExtentInfo {
-                file_offset: fb * BS,
-                phys_offset: Some(e.phys_block * BS),
-                len: e.len_blocks as u64 * BS,
-                shared,
-                unwritten: e.unwritten(),
-            });
+            // One reported extent per run of equal sharing: SHARED covers
+            // only the blocks some other reference maps (as XFS reports).
+            let mut run_fb = fb;
+            let mut run: Option<(u64, u64, bool)> = None; // (phys, blocks, shared)
+            for (phys, len, refcount) in space.refcounts_in(e.phys_block, e.len_blocks as u64) {
+                let shared = refcount > 1;
+                match run.as_mut() {
+                    Some(r) if r.2 == shared => r.1 += len,
+                    _ => {
+                        if let Some((p, n, sh)) = run.take() {
+                            out.push(extent_info(run_fb, p, n, sh, e.unwritten()));
+                            run_fb += n;
+                        }
+                        run = Some((phys, len, shared));
+                    }
+                }
+            }
+            if let Some((p, n, sh)) = run {
+                out.push(extent_info(run_fb, p, n, sh, e.unwritten()));
+            }
             pos = fb + e.len_blocks as u64;
         }
         let size_blocks = inode.attrs.size.div_ceil(BS);
@@ -394,4 +405,20 @@ fn check_space(inodes: &InoMap<&Inode>, live: &Space, report: &mut CheckReport) 
         errors.push("free block count differs from free runs".into());
     }
     let _ = merge_runs;
+}
+
+fn extent_info(
+    file_block: u64,
+    phys_block: u64,
+    len_blocks: u64,
+    shared: bool,
+    unwritten: bool,
+) -> ExtentInfo {
+    ExtentInfo {
+        file_offset: file_block * BS,
+        phys_offset: Some(phys_block * BS),
+        len: len_blocks * BS,
+        shared,
+        unwritten,
+    }
 }

@@ -466,6 +466,62 @@ impl Space {
         Some(runs)
     }
 
+    /// Take exactly `start..start+len` for user data if all of it is free
+    /// and the checkpoint reserve allows (copy-on-write placement next to
+    /// the blocks the range continues). `None`: nothing taken.
+    pub fn alloc_data_at(&mut self, start: u64, len: u64) -> Option<PhysExtent> {
+        if len == 0 || len > self.available_blocks() {
+            return None;
+        }
+        start.checked_add(len)?;
+        self.free
+            .take(start, len)
+            .then_some(PhysExtent { start, len })
+    }
+
+    /// Take `offset..offset+len` of a free run of at least `span_blocks`
+    /// for user data, leaving the rest of the run free for the blocks that
+    /// will continue it (a file region being copied on write block by
+    /// block). A full region prefers a 2 MiB-aligned run; a shorter span
+    /// the smallest run that fits. `None`: nothing taken.
+    pub fn alloc_data_in_run(
+        &mut self,
+        span_blocks: u64,
+        offset: u64,
+        len: u64,
+    ) -> Option<PhysExtent> {
+        if len == 0 || len > self.available_blocks() || offset.checked_add(len)? > span_blocks {
+            return None;
+        }
+        let aligned = if span_blocks >= HUGE_BLOCKS {
+            self.free
+                .by_len
+                .range((span_blocks, 0)..)
+                .take(64)
+                .map(|&(run_len, run_start)| {
+                    (run_start.next_multiple_of(HUGE_BLOCKS), run_start + run_len)
+                })
+                .find(|&(base, run_end)| base + span_blocks <= run_end)
+                .map(|(base, _)| base)
+        } else {
+            None
+        };
+        let base = aligned.or_else(|| {
+            self.free
+                .by_len
+                .range((span_blocks, 0)..)
+                .next()
+                .map(|&(_, run_start)| run_start)
+        })?;
+        let start = base + offset;
+        if !self.free.take(start, len) {
+            return None;
+        }
+        // Next-fit allocations of other files continue after the run.
+        self.cursor = base + span_blocks;
+        Some(PhysExtent { start, len })
+    }
+
     fn take_run(&mut self, start: u64, len: u64) -> PhysExtent {
         let taken = self.free.take(start, len);
         debug_assert!(taken, "allocator picked a run that is not free");

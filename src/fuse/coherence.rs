@@ -221,7 +221,7 @@ struct Invalidation {
 /// The thread that invalidates page-cache ranges after direct writes and
 /// then answers them (module docs: why not in the FUSE worker).
 pub struct Invalidations {
-    queue: Mutex<Sender<Invalidation>>,
+    queue: Sender<Invalidation>,
 }
 
 impl Invalidations {
@@ -230,9 +230,7 @@ impl Invalidations {
         std::thread::Builder::new()
             .name("cowdax-inval".into())
             .spawn(move || run_invalidations(&invalidator, jobs))?;
-        Ok(Invalidations {
-            queue: Mutex::new(queue),
-        })
+        Ok(Invalidations { queue })
     }
 
     /// Invalidates `protection`'s range of `ino`, then releases it and
@@ -252,12 +250,7 @@ impl Invalidations {
             reply,
             written,
         };
-        let sent = self
-            .queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .send(job);
-        if let Err(mpsc::SendError(job)) = sent {
+        if let Err(mpsc::SendError(job)) = self.queue.send(job) {
             // The thread is gone (it only ends with the channel): do the
             // work here rather than never answer.
             log::error!("page cache invalidation thread is gone");

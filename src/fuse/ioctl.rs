@@ -469,6 +469,10 @@ fn clone_range(ctx: &IoctlContext<'_>, req: &IoctlRequest<'_>) -> IoctlResult<Ve
     Ok(args.encode())
 }
 
+/// Longest dedupe one request performs (the kernel's limit): bounds how
+/// long both files stay locked while their bytes are compared.
+const MAX_DEDUPE_BYTES: u64 = 1 << 30;
+
 fn dedupe_range(ctx: &IoctlContext<'_>, req: &IoctlRequest<'_>) -> IoctlResult<Vec<u8>> {
     let mut args = abi::DedupeArgs::decode(req.in_data)?;
     let src_file = req
@@ -490,27 +494,40 @@ fn dedupe_range(ctx: &IoctlContext<'_>, req: &IoctlRequest<'_>) -> IoctlResult<V
             "dedupe into a file the caller may not write",
         ));
     }
-    let bs = block_size(ctx)?;
-    if args.src_offset % bs != 0 || args.dst_offset % bs != 0 {
-        return Err(IoctlError::Invalid("offsets must be block-aligned"));
-    }
-    end_of(args.src_offset, args.length)?;
+    // The kernel's FIDEDUPERANGE rules (fs/remap_range.c): the source range
+    // must lie inside the source (never shortened to its EOF), a request is
+    // capped at 1 GiB, and an empty one succeeds with nothing deduped.
+    let src_end = end_of(args.src_offset, args.length)?;
     end_of(args.dst_offset, args.length)?;
-    if args.src_offset > src_attr.size {
-        return Err(IoctlError::Invalid("source offset beyond EOF"));
+    if src_end > src_attr.size {
+        return Err(IoctlError::Invalid("source range beyond EOF"));
     }
-    // As the kernel: a dedupe may be shortened to the source's EOF, but the
-    // destination range must lie inside the destination.
-    let len = args.length.min(src_attr.size - args.src_offset);
-    if args.dst_offset + len > dst_attr.size {
-        return Err(IoctlError::Invalid("destination range beyond EOF"));
-    }
-    if src == dst
-        && args.src_offset < args.dst_offset + len
-        && args.dst_offset < args.src_offset + len
-    {
-        // Overlapping ranges of one file: the kernel refuses them.
-        if args.src_offset != args.dst_offset {
+    let len = args.length.min(MAX_DEDUPE_BYTES);
+    let bs = block_size(ctx)?;
+    if len > 0 {
+        // generic_remap_checks: aligned starts, both ranges inside their
+        // files, no overlap within one file (counting a partial last block
+        // as whole).
+        if args.src_offset % bs != 0 || args.dst_offset % bs != 0 {
+            return Err(IoctlError::Invalid("offsets must be block-aligned"));
+        }
+        if args.src_offset >= src_attr.size
+            || args.dst_offset >= dst_attr.size
+            || args.dst_offset + len > dst_attr.size
+        {
+            return Err(IoctlError::Invalid("range beyond EOF"));
+        }
+        let to_both_eofs =
+            args.src_offset + len == src_attr.size && args.dst_offset + len == dst_attr.size;
+        let covered = if to_both_eofs {
+            len.next_multiple_of(bs)
+        } else {
+            len - len % bs
+        };
+        if src == dst
+            && args.src_offset < args.dst_offset + covered
+            && args.dst_offset < args.src_offset + covered
+        {
             return Err(IoctlError::Invalid("overlapping ranges of one file"));
         }
     }
