@@ -16,8 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use core_support::{assert_clean, formatted, open, pattern, ROOT_CREDS};
+use cowdax::fs::acl::{self, Acl, AclEntry};
 use cowdax::fs::{
-    FallocMode, FileKind, Fs, Ino, OpenOptions, RenameFlags, SetAttr, XattrSetMode, ROOT_INO,
+    FallocMode, FileKind, Fs, Ino, OpenOptions, Privileged, RenameFlags, SetAttr, XattrSetMode,
+    ROOT_INO,
 };
 use cowdax::media::sim::CrashPoint;
 use cowdax::media::SimMedia;
@@ -211,6 +213,49 @@ fn mkdir_and_symlink_are_atomic_under_crashes() {
         &|fs| {
             fs.symlink(ROOT_INO, b"s", b"target", ROOT_CREDS)
                 .expect("symlink");
+        },
+        None,
+    );
+}
+
+/// The inherited access ACL is stored in the create's transaction: no
+/// crash state shows the new file without it (its mode comes from the ACL,
+/// so without it the group bits would grant what the ACL's mask limits).
+#[test]
+fn create_under_a_default_acl_is_atomic_with_its_inherited_acl_under_crashes() {
+    let default = Acl {
+        entries: [
+            (acl::TAG_USER_OBJ, 7, 0),
+            (acl::TAG_USER, 6, 1000),
+            (acl::TAG_GROUP_OBJ, 0, 0),
+            (acl::TAG_MASK, 6, 0),
+            (acl::TAG_OTHER, 0, 0),
+        ]
+        .iter()
+        .map(|&(tag, perm, id)| AclEntry { tag, perm, id })
+        .collect(),
+    };
+    scenario(
+        "create under a default ACL",
+        &|fs| {
+            let d = fs.mkdir(ROOT_INO, b"d", 0o755, ROOT_CREDS).expect("mkdir");
+            fs.setxattr_as(
+                d.ino,
+                acl::DEFAULT_XATTR,
+                &default.to_bytes(),
+                XattrSetMode::Any,
+                &Privileged,
+            )
+            .expect("set default ACL");
+        },
+        &|fs| {
+            let d = lookup(fs, b"d");
+            let f = fs
+                .create_in(d, b"f", libc::S_IFREG | 0o644, 0o022, 0, ROOT_CREDS)
+                .expect("create");
+            assert_eq!(f.perm, 0o640, "mode from the ACL, not the umask");
+            let access = fs.getxattr(f.ino, acl::ACCESS_XATTR).expect("access ACL");
+            assert_eq!(Acl::parse(&access).expect("valid").permission_bits(), 0o640);
         },
         None,
     );

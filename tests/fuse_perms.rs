@@ -6,7 +6,7 @@
 
 mod fuse_support;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 
 use cowdax::fuse::acl::{self, Acl, AclEntry};
 use fuse_support::*;
@@ -288,5 +288,112 @@ fn posix_acl_grants_and_denies_access() {
     std::fs::write(t.path("inherit/child"), b"x").unwrap();
     let (ok, err) = run_as_tests(&format!("echo y >> {}", quote(&t.path("inherit/child"))));
     assert!(ok, "inherited ACL did not grant write: {err}");
+    t.finish();
+}
+
+/// Grows `file` by whole blocks until the filesystem refuses (ENOSPC):
+/// 1 MiB at a time, then 4 KiB at a time. Bounded by the image size.
+fn fill_until_enospc(file: &mut std::fs::File) {
+    use std::io::Write;
+    for chunk_bytes in [1usize << 20, 4096] {
+        let chunk = vec![0x5au8; chunk_bytes];
+        for _ in 0..(IMAGE_BYTES as usize / chunk_bytes) {
+            match file.write_all(&chunk) {
+                Ok(()) => {}
+                Err(err) if err.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(err) => panic!("filling: {err}"),
+            }
+        }
+    }
+}
+
+/// A create under a default ACL is one transaction with the ACLs it
+/// inherits: when space runs out, the create fails as a whole; it never
+/// leaves a directory whose group bits show the ACL's mask without the
+/// ACLs (it used to: the access and default ACLs were stored by two more
+/// transactions, whose failure was only logged). The default ACL is as
+/// large as FUSE passes (500 named users, ~4 KiB; a new directory stores
+/// it twice), so storing the ACLs needs more room than the inode alone;
+/// space is given back a block at a time until a mkdir succeeds, and that
+/// directory must carry both ACLs.
+#[test]
+fn mkdir_under_a_default_acl_fails_whole_or_keeps_its_acls_when_space_runs_out() {
+    let t = mounted();
+    let dir = t.path("inherit");
+    std::fs::create_dir(&dir).unwrap();
+    let mut entries = vec![(acl::TAG_USER_OBJ, 7, 0)];
+    entries.extend((0..500).map(|i| (acl::TAG_USER, 4, 100_000 + i)));
+    entries.extend([
+        (acl::TAG_GROUP_OBJ, 0, 0),
+        (acl::TAG_MASK, 6, 0),
+        (acl::TAG_OTHER, 0, 0),
+    ]);
+    set_acl(&dir, acl::DEFAULT_XATTR, &entries);
+    let to_acl = |entries: &[(u16, u16, u32)]| Acl {
+        entries: entries
+            .iter()
+            .map(|&(tag, perm, id)| AclEntry { tag, perm, id })
+            .collect(),
+    };
+    // Requested 0o750 limits the mask to r--: group bits r--.
+    let access: Vec<_> = entries
+        .iter()
+        .map(|&(tag, perm, id)| (tag, if tag == acl::TAG_MASK { 4 } else { perm }, id))
+        .collect();
+
+    let fill_path = t.path("fill");
+    let mut fill = std::fs::File::create(&fill_path).unwrap();
+    fill_until_enospc(&mut fill);
+    let mut size = fill.metadata().unwrap().len();
+    let mut refused = 0;
+    let created = (0..512).find_map(|i| {
+        let path = dir.join(format!("d{i}"));
+        match std::fs::DirBuilder::new().mode(0o750).create(&path) {
+            Ok(()) => Some(path),
+            Err(err) if err.raw_os_error() == Some(libc::ENOSPC) => {
+                assert!(
+                    std::fs::symlink_metadata(&path).is_err(),
+                    "a refused mkdir left {}",
+                    path.display()
+                );
+                refused += 1;
+                size = size.saturating_sub(4096);
+                fill.set_len(size).unwrap();
+                None
+            }
+            Err(err) => panic!("mkdir {}: {err}", path.display()),
+        }
+    });
+    let created = created.expect("no mkdir succeeded while space came back");
+    let mode = std::fs::metadata(&created).unwrap().mode() & 0o7777;
+    for (name, expected) in [
+        (acl::ACCESS_XATTR, to_acl(&access)),
+        (acl::DEFAULT_XATTR, to_acl(&entries)),
+    ] {
+        let name = std::str::from_utf8(name).unwrap();
+        let mut buf = vec![0u8; 8192];
+        let len = rustix::fs::getxattr(&created, name, &mut buf).unwrap_or_else(|err| {
+            panic!(
+                "{} was created with mode {mode:o} but without {name} ({err})",
+                created.display()
+            )
+        });
+        // The kernel writes base entries with the undefined id: compare
+        // ids of named entries only.
+        let got = Acl::parse(&buf[..len]).expect("a valid ACL");
+        let same = got.entries.len() == expected.entries.len()
+            && got.entries.iter().zip(&expected.entries).all(|(g, e)| {
+                let named = matches!(g.tag, acl::TAG_USER | acl::TAG_GROUP);
+                g.tag == e.tag && g.perm == e.perm && (!named || g.id == e.id)
+            });
+        assert!(same, "{name}: not the inherited ACL");
+    }
+    assert_eq!(mode, 0o740);
+    // Space had to come back first: the full filesystem was tested.
+    assert!(
+        refused > 0,
+        "the first mkdir on the full filesystem succeeded"
+    );
+    drop(fill);
     t.finish();
 }

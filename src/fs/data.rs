@@ -5,6 +5,7 @@
 //! that maps them is committed (the commit's fence covers them), so a crash
 //! never maps blocks whose contents were not written.
 
+use super::acl;
 use super::codec::Record;
 use super::engine::{mlock, rlock, wlock, LiveAccess};
 use super::inode::{Inode, EXTENT_UNWRITTEN};
@@ -556,6 +557,8 @@ impl Fs {
             }
             if let Some(perm) = set.perm {
                 edits.attrs(&guards, ino)?.perm = perm & 0o7777;
+                // An access ACL follows the new bits, in this transaction.
+                records.extend(acl::chmod_record(inode, ino, perm));
             }
             if set.size.is_some() {
                 drop_privileges(Change::Data, &guards, ino, caller, &mut edits, &mut records)?;
@@ -586,45 +589,6 @@ impl Fs {
             a.ctime = set.ctime.unwrap_or(now);
             let grows = !stored.records.is_empty() && !shrinks;
             self.commit_data(&mut guards, stored, records, edits, grows)?;
-            Ok(guard(&guards, ino)?.to_attr(ino))
-        })
-    }
-
-    /// The mode change that setting an access ACL implies (the kernel's
-    /// `posix_acl_update_mode`): the ACL's permission bits `rwx` replace
-    /// the mode's rwxrwxrwx, and setgid drops unless `caller` is in the
-    /// file's group or holds CAP_FSETID. One transaction, none when the
-    /// mode stays.
-    pub fn chmod_for_access_acl(&self, ino: Ino, rwx: u32, caller: &dyn Caller) -> Result<Attr> {
-        self.mutating(|| {
-            let arc = self.inode(ino)?;
-            let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino)?;
-            if inode.deleted {
-                return Err(Error::NotFound);
-            }
-            let old = inode.attrs.perm;
-            let mut edits = Edits::default();
-            let mut records = Vec::new();
-            edits.attrs(&guards, ino)?.perm = (old & 0o7000) | (rwx & 0o777);
-            drop_privileges(
-                Change::AccessAcl,
-                &guards,
-                ino,
-                caller,
-                &mut edits,
-                &mut records,
-            )?;
-            let a = edits.attrs(&guards, ino)?;
-            if a.perm == old {
-                return Ok(guard(&guards, ino)?.to_attr(ino));
-            }
-            a.ctime = Timestamp::now();
-            let stored = Stored {
-                records: Vec::new(),
-                allocated: Vec::new(),
-            };
-            self.commit_data(&mut guards, stored, records, edits, false)?;
             Ok(guard(&guards, ino)?.to_attr(ino))
         })
     }

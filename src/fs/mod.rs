@@ -8,6 +8,8 @@ use std::time::SystemTime;
 
 use crate::store::StoreError;
 
+mod access;
+pub mod acl;
 mod apply;
 mod codec;
 mod data;
@@ -19,6 +21,7 @@ mod scrub;
 mod space;
 mod text;
 
+pub use access::{may_access, may_dedupe_into, AtimeRule, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use engine::Fs;
 pub use privs::{Caller, Privileged};
 pub use text::{list_inodes, list_journal};

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLockWriteGuard;
 
+use super::acl::{self, Inherited};
 use super::codec::{self, Record, XATTR_NAME_MAX, XATTR_VALUE_MAX};
 use super::engine::{mlock, rlock, wlock, LiveAccess};
 use super::inode::{Inode, InodeAttrs};
@@ -53,6 +54,16 @@ struct NewNode<'t> {
     perm: u32,
     rdev: u32,
     target: &'t [u8],
+}
+
+/// Who decides a new inode's owner, group and permission bits.
+#[derive(Clone, Copy)]
+enum Origin {
+    /// Exactly as given (the library calls `mknod`, `mkdir`, `symlink`).
+    Given(Creds),
+    /// The POSIX rules ([`acl::inherit`]): the caller's identity and umask,
+    /// the parent's setgid bit and default ACL.
+    Caller { caller: Creds, umask: u32 },
 }
 
 pub(crate) type Guards<'a> = Vec<(Ino, RwLockWriteGuard<'a, Inode>)>;
@@ -180,7 +191,7 @@ impl Fs {
         parent: Ino,
         name: &[u8],
         node: NewNode<'_>,
-        creds: Creds,
+        origin: Origin,
     ) -> Result<Attr> {
         let NewNode {
             kind,
@@ -201,6 +212,19 @@ impl Fs {
                 return Err(Error::TooManyLinks);
             }
             let entries = dir.len() as u64;
+            // Decided under the parent's lock, from the parent as it is.
+            let Inherited {
+                creds,
+                perm,
+                xattrs,
+            } = match origin {
+                Origin::Given(creds) => Inherited {
+                    creds,
+                    perm,
+                    xattrs: Vec::new(),
+                },
+                Origin::Caller { caller, umask } => acl::inherit(p, kind, perm, umask, caller),
+            };
             let (ino, generation) = self.alloc_ino();
             let now = Timestamp::now();
             let is_dir = kind == FileKind::Directory;
@@ -244,6 +268,15 @@ impl Fs {
                     cookie,
                 },
             ];
+            // Inherited ACLs: in the create's transaction, so the inode
+            // never exists without them.
+            for (name, value) in xattrs {
+                records.push(Record::SetXattr {
+                    ino,
+                    name: name.to_vec(),
+                    value,
+                });
+            }
             if is_dir {
                 let mut edits = Edits::default();
                 let pa = edits.attrs(&guards, parent)?;
@@ -277,7 +310,8 @@ impl Fs {
         })
     }
 
-    /// Regular files, FIFOs, sockets, device nodes (`mode` includes S_IFMT).
+    /// Regular files, FIFOs, sockets, device nodes (`mode` includes S_IFMT),
+    /// owned by `creds` with exactly the bits of `mode`.
     pub fn mknod(
         &self,
         parent: Ino,
@@ -285,6 +319,17 @@ impl Fs {
         mode: u32,
         rdev: u32,
         creds: Creds,
+    ) -> Result<Attr> {
+        self.mknod_from(parent, name, mode, rdev, Origin::Given(creds))
+    }
+
+    fn mknod_from(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        rdev: u32,
+        origin: Origin,
     ) -> Result<Attr> {
         // A zero file type means a regular file, as for mknod(2).
         let kind = if mode & libc::S_IFMT == 0 {
@@ -304,11 +349,16 @@ impl Fs {
                 rdev,
                 target: &[],
             },
-            creds,
+            origin,
         )
     }
 
+    /// A directory owned by `creds` with exactly the bits `perm`.
     pub fn mkdir(&self, parent: Ino, name: &[u8], perm: u32, creds: Creds) -> Result<Attr> {
+        self.mkdir_from(parent, name, perm, Origin::Given(creds))
+    }
+
+    fn mkdir_from(&self, parent: Ino, name: &[u8], perm: u32, origin: Origin) -> Result<Attr> {
         self.create_node(
             parent,
             name,
@@ -318,11 +368,22 @@ impl Fs {
                 rdev: 0,
                 target: &[],
             },
-            creds,
+            origin,
         )
     }
 
+    /// A symlink owned by `creds`.
     pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8], creds: Creds) -> Result<Attr> {
+        self.symlink_from(parent, name, target, Origin::Given(creds))
+    }
+
+    fn symlink_from(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+        origin: Origin,
+    ) -> Result<Attr> {
         if target.is_empty() {
             return Err(Error::NotFound);
         }
@@ -338,8 +399,43 @@ impl Fs {
                 rdev: 0,
                 target,
             },
-            creds,
+            origin,
         )
+    }
+
+    /// mknod, mkdir or create by `caller` (its fsuid and fsgid): `mode`
+    /// holds the file type (none: a regular file; `S_IFDIR`: a directory)
+    /// and the requested permission bits. The parent decides the rest
+    /// (src/fs/acl.rs [`acl::inherit`]): a setgid parent gives its group
+    /// (and a new directory its setgid bit); a default ACL replaces the
+    /// umask and is inherited as the new inode's ACLs. One transaction:
+    /// the inode never exists without its inherited ACLs.
+    pub fn create_in(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        caller: Creds,
+    ) -> Result<Attr> {
+        let origin = Origin::Caller { caller, umask };
+        if mode & libc::S_IFMT == libc::S_IFDIR {
+            self.mkdir_from(parent, name, mode & 0o7777, origin)
+        } else {
+            self.mknod_from(parent, name, mode, rdev, origin)
+        }
+    }
+
+    /// symlink by `caller`: a setgid parent gives its group.
+    pub fn symlink_in(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+        caller: Creds,
+    ) -> Result<Attr> {
+        self.symlink_from(parent, name, target, Origin::Caller { caller, umask: 0 })
     }
 
     pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {

@@ -23,20 +23,20 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, WriteFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, WriteFlags,
 };
 
-use super::acl::{self, Acl};
 use super::coherence::Invalidations;
 use super::handles::HandleTable;
 use super::idle_poll::IdlePoll;
-use super::ioctl::{self, IoctlRequest};
+pub use super::invalidator::CacheInvalidator;
+use super::ioctl::{self, IoctlContext, IoctlRequest};
 use super::options::{AtimePolicy, CacheMode, MountOptions};
 use crate::fs::{
-    self, Attr, Creds, FallocMode, FileKind, Fs, Ino, Modified, RenameFlags, SetAttr, TimeOrNow,
-    Timestamp, Whence, XattrSetMode,
+    self, AtimeRule, Attr, Creds, FallocMode, FileKind, Fs, Ino, Modified, RenameFlags, SetAttr,
+    TimeOrNow, Timestamp, Whence, XattrSetMode,
 };
 
 /// Largest byte count one legacy `FUSE_COPY_FILE_RANGE` reply can report
@@ -48,58 +48,6 @@ const COPY_RANGE_MAX_BYTES: u64 = (u32::MAX as u64) & !0xfff;
 /// at least 160 bytes, so 25 fit; 128 covers 16 KiB pages. More would only
 /// be listed and thrown away on every request of a large directory.
 const READDIRPLUS_BATCH: usize = 128;
-
-/// relatime: atime older than this is refreshed even if newer than mtime.
-const RELATIME_MAX_AGE_SECS: i64 = 24 * 60 * 60;
-
-/// Invalidates kernel caches when the daemon changes data behind the
-/// kernel's back (clone, dedupe). Holds fuser's notifier once the session
-/// exists; before that there is nothing cached to invalidate.
-#[derive(Debug, Default)]
-pub struct CacheInvalidator {
-    notifier: OnceLock<Notifier>,
-}
-
-impl CacheInvalidator {
-    pub fn new() -> CacheInvalidator {
-        CacheInvalidator::default()
-    }
-
-    /// Called once by the daemon after the session is mounted.
-    pub fn set_notifier(&self, notifier: Notifier) {
-        let _ = self.notifier.set(notifier);
-    }
-
-    /// Drops the kernel's cached pages of `ino` in `offset..offset+len`
-    /// (`len == 0`: to the end) and its cached attributes. Call after
-    /// remapping a destination range; never while holding a core lock the
-    /// kernel might need to answer (the kernel may write back dirty pages).
-    pub fn invalidate_range(&self, ino: Ino, offset: u64, len: u64) -> std::io::Result<()> {
-        let Some(notifier) = self.notifier.get() else {
-            return Ok(());
-        };
-        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
-        let len = i64::try_from(len).unwrap_or(0);
-        notifier.inval_inode(INodeNo(ino), offset, len)
-    }
-
-    /// Drops the kernel's cached attributes of `ino` only.
-    pub fn invalidate_attributes(&self, ino: Ino) -> std::io::Result<()> {
-        let Some(notifier) = self.notifier.get() else {
-            return Ok(());
-        };
-        // A negative offset asks for attributes only, no page cache.
-        notifier.inval_inode(INodeNo(ino), -1, 0)
-    }
-
-    /// Drops the kernel's cached dentry `name` in directory `parent`.
-    pub fn invalidate_entry(&self, parent: Ino, name: &[u8]) -> std::io::Result<()> {
-        let Some(notifier) = self.notifier.get() else {
-            return Ok(());
-        };
-        notifier.inval_entry(INodeNo(parent), OsStr::from_bytes(name))
-    }
-}
 
 /// Settings of the adapter derived from the mount options.
 #[derive(Clone, Debug)]
@@ -217,14 +165,6 @@ fn entry_generation(attr: &Attr) -> Generation {
     }
 }
 
-/// relatime: a read updates atime only if atime is not newer than mtime or
-/// ctime, or is at least a day old (the kernel's `relatime_need_update`).
-fn relatime_due(attr: &Attr, now: Timestamp) -> bool {
-    attr.atime <= attr.mtime
-        || attr.atime <= attr.ctime
-        || now.secs.saturating_sub(attr.atime.secs) >= RELATIME_MAX_AGE_SECS
-}
-
 fn to_time_or_now(t: fuser::TimeOrNow) -> TimeOrNow {
     match t {
         fuser::TimeOrNow::Now => TimeOrNow::Now,
@@ -250,26 +190,6 @@ impl CowdaxFs {
         }
     }
 
-    /// Idle polling (for the counters ioctl).
-    pub fn idle_poll(&self) -> &IdlePoll {
-        &self.idle_poll
-    }
-
-    /// The filesystem core (for ioctl handlers).
-    pub fn fs(&self) -> &Arc<Fs> {
-        &self.fs
-    }
-
-    /// Open handles (for ioctl handlers: access mode of the caller's fd).
-    pub fn handles(&self) -> &HandleTable {
-        &self.handles
-    }
-
-    /// Kernel cache invalidation (for ioctl handlers after a remap).
-    pub fn invalidator(&self) -> &Arc<CacheInvalidator> {
-        &self.invalidator
-    }
-
     fn reply_entry(&self, reply: ReplyEntry, attr: &Attr) {
         reply.entry_with_ttls(
             &self.config.attr_ttl,
@@ -279,144 +199,12 @@ impl CowdaxFs {
         );
     }
 
-    /// Credentials for a new inode in `parent`: a setgid directory passes
-    /// its group on (and, to new directories, its setgid bit).
-    fn creds_in(&self, req: &Request, parent: &Attr) -> Creds {
-        let gid = if parent.perm & libc::S_ISGID != 0 {
-            parent.gid
-        } else {
-            req.gid()
-        };
+    /// The caller's identity as the core's create rules see it.
+    fn creds_of(req: &Request) -> Creds {
         Creds {
             uid: req.uid(),
-            gid,
+            gid: req.gid(),
         }
-    }
-
-    /// The parent's default ACL, if it has a valid one.
-    fn default_acl(&self, parent: Ino) -> Option<Acl> {
-        let value = self.fs.getxattr(parent, acl::DEFAULT_XATTR).ok()?;
-        Acl::parse(&value).ok()
-    }
-
-    /// Permission bits for a new inode: the parent's default ACL (if any)
-    /// decides instead of the umask (`FUSE_DONT_MASK` hands us the umask).
-    fn initial_perm(&self, inherited: Option<&Acl>, perm: u32, umask: u32) -> u32 {
-        let special = perm & 0o7000;
-        match inherited {
-            Some(default_acl) => special | default_acl.create_masq(perm & 0o777).1,
-            None => perm & !umask & 0o7777,
-        }
-    }
-
-    /// After creating `attr` under a parent with a default ACL: store the
-    /// inherited access ACL (and, for directories, the default ACL).
-    fn inherit_acls(&self, attr: &Attr, inherited: Option<&Acl>, requested_perm: u32) {
-        let Some(default_acl) = inherited else {
-            return;
-        };
-        if attr.kind == FileKind::Symlink {
-            return;
-        }
-        let (access, _) = default_acl.create_masq(requested_perm & 0o777);
-        let result = (|| -> fs::Result<()> {
-            if !access.is_equivalent_to_mode() {
-                self.fs.setxattr(
-                    attr.ino,
-                    acl::ACCESS_XATTR,
-                    &access.to_bytes(),
-                    XattrSetMode::Any,
-                )?;
-            }
-            if attr.kind == FileKind::Directory {
-                self.fs.setxattr(
-                    attr.ino,
-                    acl::DEFAULT_XATTR,
-                    &default_acl.to_bytes(),
-                    XattrSetMode::Any,
-                )?;
-            }
-            Ok(())
-        })();
-        if let Err(err) = result {
-            log::warn!(
-                "inode {}: inheriting the default ACL failed: {err}",
-                attr.ino
-            );
-        }
-    }
-
-    /// Shared body of mknod/mkdir/create: creates the inode with the right
-    /// group, permission bits and inherited ACLs.
-    fn create_node(
-        &self,
-        req: &Request,
-        parent: Ino,
-        name: &[u8],
-        mode: u32,
-        umask: u32,
-        rdev: u32,
-    ) -> fs::Result<Attr> {
-        let parent_attr = self.fs.getattr(parent)?;
-        let creds = self.creds_in(req, &parent_attr);
-        let inherited = self.default_acl(parent);
-        let mut perm = self.initial_perm(inherited.as_ref(), mode & 0o7777, umask);
-        let kind = FileKind::from_mode(mode).unwrap_or(FileKind::Regular);
-        let attr = if kind == FileKind::Directory {
-            if parent_attr.perm & libc::S_ISGID != 0 {
-                perm |= libc::S_ISGID;
-            }
-            self.fs.mkdir(parent, name, perm, creds)?
-        } else {
-            self.fs
-                .mknod(parent, name, kind.mode_bits() | perm, rdev, creds)?
-        };
-        self.inherit_acls(&attr, inherited.as_ref(), mode & 0o7777);
-        Ok(attr)
-    }
-
-    /// After a chmod: keep an existing access ACL in line with the new
-    /// mode bits (`posix_acl_chmod`).
-    fn sync_acl_after_chmod(&self, ino: Ino, perm: u32) -> fs::Result<()> {
-        let value = match self.fs.getxattr(ino, acl::ACCESS_XATTR) {
-            Ok(value) => value,
-            Err(fs::Error::NoAttr) | Err(fs::Error::NotSupported) => return Ok(()),
-            Err(err) => return Err(err),
-        };
-        let Ok(mut access) = Acl::parse(&value) else {
-            return Ok(());
-        };
-        access.apply_mode(perm);
-        self.fs.setxattr(
-            ino,
-            acl::ACCESS_XATTR,
-            &access.to_bytes(),
-            XattrSetMode::Any,
-        )
-    }
-
-    /// setxattr of `system.posix_acl_access`: validate, store the ACL only
-    /// if the mode bits cannot express it, and let the core derive the mode
-    /// (which drops setgid for a caller outside the file's group).
-    fn set_access_acl(
-        &self,
-        ino: Ino,
-        value: &[u8],
-        mode: XattrSetMode,
-        caller: &RequestCaller,
-    ) -> fs::Result<()> {
-        let access = Acl::parse(value).map_err(|_| fs::Error::Invalid("malformed POSIX ACL"))?;
-        if access.is_equivalent_to_mode() {
-            match self.fs.removexattr(ino, acl::ACCESS_XATTR) {
-                Ok(()) | Err(fs::Error::NoAttr) => {}
-                Err(err) => return Err(err),
-            }
-        } else {
-            self.fs.setxattr(ino, acl::ACCESS_XATTR, value, mode)?;
-        }
-        self.fs
-            .chmod_for_access_acl(ino, access.permission_bits(), caller)?;
-        Ok(())
     }
 
     /// Access-time maintenance for a read of `ino` (file data, or a
@@ -426,36 +214,31 @@ impl CowdaxFs {
     /// also drops its cached atime when a read completes; the explicit
     /// invalidation bumps the attribute version too, so a GETATTR answered
     /// just before the update cannot re-cache the old value).
+    /// The core decides whether atime moves (`Fs::note_read`); the
+    /// adapter only skips asking under relatime when nothing was written
+    /// through the handle since its last check (a cheap shortcut: the
+    /// kernel's own relatime check is per read too).
     fn touch_atime(&self, ino: Ino, fh: u64, is_dir: bool) {
         if is_dir && self.config.no_dir_atime {
             return;
         }
-        let check = match self.config.atime {
-            AtimePolicy::Never => false,
-            AtimePolicy::Always => true,
-            AtimePolicy::Relative => self
-                .handles
-                .get(fh)
-                .is_some_and(|file| file.atime_check_pending.swap(false, Ordering::Relaxed)),
+        let rule = match self.config.atime {
+            AtimePolicy::Never => return,
+            AtimePolicy::Always => AtimeRule::Always,
+            AtimePolicy::Relative => {
+                let pending = self
+                    .handles
+                    .get(fh)
+                    .is_some_and(|file| file.atime_check_pending.swap(false, Ordering::Relaxed));
+                if !pending {
+                    return;
+                }
+                AtimeRule::Relative
+            }
         };
-        if !check {
-            return;
-        }
-        let Ok(attr) = self.fs.getattr(ino) else {
-            return;
-        };
-        let now = Timestamp::now();
-        if self.config.atime == AtimePolicy::Relative && !relatime_due(&attr, now) {
-            return;
-        }
-        // An implicit atime update must not change ctime: pass it unchanged.
-        let set = SetAttr {
-            atime: Some(TimeOrNow::At(now)),
-            ctime: Some(attr.ctime),
-            ..SetAttr::default()
-        };
-        match self.fs.setattr(ino, &set) {
-            Ok(_) => self.invalidate_cached_attributes(ino),
+        match self.fs.note_read(ino, rule, Timestamp::now()) {
+            Ok(true) => self.invalidate_cached_attributes(ino),
+            Ok(false) => {}
             Err(err) => log::debug!("inode {ino}: atime update failed: {err}"),
         }
     }
@@ -538,7 +321,7 @@ pub(crate) struct RequestCaller {
 }
 
 impl RequestCaller {
-    pub(crate) fn new(uid: u32, gid: u32, pid: u32) -> RequestCaller {
+    fn new(uid: u32, gid: u32, pid: u32) -> RequestCaller {
         RequestCaller {
             gid,
             pid,
@@ -737,13 +520,8 @@ impl Filesystem for CowdaxFs {
             ctime: ctime.map(Timestamp::from),
         };
         let caller = RequestCaller::of(req);
-        let result = self.fs.setattr_as(ino.0, &set, &caller).and_then(|attr| {
-            if let Some(perm) = set.perm {
-                self.sync_acl_after_chmod(ino.0, perm)?;
-            }
-            Ok(attr)
-        });
-        match result {
+        // A chmod keeps an access ACL in line in the same transaction.
+        match self.fs.setattr_as(ino.0, &set, &caller) {
             Ok(attr) => reply.attr(&self.config.attr_ttl, &to_file_attr(&attr)),
             Err(err) => reply.error(errno_of(&err)),
         }
@@ -770,7 +548,13 @@ impl Filesystem for CowdaxFs {
             reply.error(Errno::from_i32(libc::EINVAL));
             return;
         }
-        match self.create_node(req, parent.0, name_bytes(name), mode, umask, rdev) {
+        // FUSE_DONT_MASK: the core applies the umask, unless the parent's
+        // default ACL replaces it.
+        let creds = Self::creds_of(req);
+        match self
+            .fs
+            .create_in(parent.0, name_bytes(name), mode, umask, rdev, creds)
+        {
             Ok(attr) => self.reply_entry(reply, &attr),
             Err(err) => reply.error(errno_of(&err)),
         }
@@ -786,7 +570,11 @@ impl Filesystem for CowdaxFs {
         reply: ReplyEntry,
     ) {
         let mode = libc::S_IFDIR | (mode & 0o7777);
-        match self.create_node(req, parent.0, name_bytes(name), mode, umask, 0) {
+        let creds = Self::creds_of(req);
+        match self
+            .fs
+            .create_in(parent.0, name_bytes(name), mode, umask, 0, creds)
+        {
             Ok(attr) => self.reply_entry(reply, &attr),
             Err(err) => reply.error(errno_of(&err)),
         }
@@ -814,15 +602,12 @@ impl Filesystem for CowdaxFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let result = self.fs.getattr(parent.0).and_then(|parent_attr| {
-            let creds = self.creds_in(req, &parent_attr);
-            self.fs.symlink(
-                parent.0,
-                name_bytes(link_name),
-                target.as_os_str().as_bytes(),
-                creds,
-            )
-        });
+        let result = self.fs.symlink_in(
+            parent.0,
+            name_bytes(link_name),
+            target.as_os_str().as_bytes(),
+            Self::creds_of(req),
+        );
         match result {
             Ok(attr) => self.reply_entry(reply, &attr),
             Err(err) => reply.error(errno_of(&err)),
@@ -1164,21 +949,16 @@ impl Filesystem for CowdaxFs {
                 return;
             }
         };
-        let name = name_bytes(name);
-        let result = if name == acl::ACCESS_XATTR {
-            // The kernel would flag a caller outside the file's group with
-            // FUSE_SETXATTR_ACL_KILL_SGID, but only with FUSE_SETXATTR_EXT,
-            // whose longer request fuser 0.18 cannot parse: the core asks
-            // the caller's groups itself.
-            self.set_access_acl(ino.0, value, mode, &RequestCaller::of(req))
-        } else if name == acl::DEFAULT_XATTR {
-            Acl::parse(value)
-                .map_err(|_| fs::Error::Invalid("malformed POSIX ACL"))
-                .and_then(|_| self.fs.setxattr(ino.0, name, value, mode))
-        } else {
-            self.fs.setxattr(ino.0, name, value, mode)
-        };
-        match result {
+        // POSIX ACLs are validated and kept in line with the mode by the
+        // core. The kernel would flag a caller outside the file's group with
+        // FUSE_SETXATTR_ACL_KILL_SGID, but only with FUSE_SETXATTR_EXT,
+        // whose longer request fuser 0.18 cannot parse: the core asks the
+        // caller's groups itself.
+        let caller = RequestCaller::of(req);
+        match self
+            .fs
+            .setxattr_as(ino.0, name_bytes(name), value, mode, &caller)
+        {
             Ok(()) => reply.ok(),
             Err(err) => reply.error(errno_of(&err)),
         }
@@ -1213,19 +993,13 @@ impl Filesystem for CowdaxFs {
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        // With default_permissions the kernel checks and does not ask; this
-        // answers mounts without it from the mode bits.
-        let attr = match self.fs.getattr(ino.0) {
-            Ok(attr) => attr,
-            Err(err) => {
-                reply.error(errno_of(&err));
-                return;
-            }
-        };
-        match check_access(&attr, req.uid(), req.gid(), mask, self.config.read_only) {
-            Ok(()) => reply.ok(),
-            Err(errno) => reply.error(Errno::from_i32(errno)),
-        }
+        // With default_permissions the kernel checks and does not ask; the
+        // core answers mounts without it.
+        let wanted = (mask & (AccessFlags::R_OK | AccessFlags::W_OK | AccessFlags::X_OK)).bits();
+        reply_empty(
+            reply,
+            self.fs.access(ino.0, req.uid(), req.gid(), wanted as u32),
+        );
     }
 
     fn create(
@@ -1239,7 +1013,11 @@ impl Filesystem for CowdaxFs {
         reply: ReplyCreate,
     ) {
         let mode = libc::S_IFREG | (mode & 0o7777);
-        let attr = match self.create_node(req, parent.0, name_bytes(name), mode, umask, 0) {
+        let creds = Self::creds_of(req);
+        let created = self
+            .fs
+            .create_in(parent.0, name_bytes(name), mode, umask, 0, creds);
+        let attr = match created {
             Ok(attr) => attr,
             Err(err) => {
                 reply.error(errno_of(&err));
@@ -1283,12 +1061,20 @@ impl Filesystem for CowdaxFs {
             in_data,
             out_size,
         };
-        match ioctl::dispatch(self, &request) {
+        let caller = RequestCaller::of(req);
+        let context = IoctlContext {
+            fs: &self.fs,
+            handles: &self.handles,
+            invalidator: &self.invalidator,
+            idle_poll: &self.idle_poll,
+            caller: &caller,
+        };
+        match ioctl::dispatch(&context, &request) {
             Ok(out) => {
                 let len = out.data.len().min(out_size as usize);
                 reply.ioctl(out.result, &out.data[..len]);
             }
-            Err(errno) => reply.error(Errno::from_i32(errno)),
+            Err(err) => reply.error(Errno::from_i32(err.errno())),
         }
     }
 
@@ -1422,45 +1208,6 @@ pub fn falloc_mode(mode: i32) -> Option<FallocMode> {
     }
 }
 
-/// access(2) from the mode bits: root may read and write anything and
-/// execute what has any execute bit (or is a directory).
-pub fn check_access(
-    attr: &Attr,
-    uid: u32,
-    gid: u32,
-    mask: AccessFlags,
-    read_only: bool,
-) -> Result<(), i32> {
-    if mask.contains(AccessFlags::W_OK) && read_only {
-        return Err(libc::EROFS);
-    }
-    let wanted = (mask & (AccessFlags::R_OK | AccessFlags::W_OK | AccessFlags::X_OK)).bits() as u32;
-    if wanted == 0 {
-        return Ok(());
-    }
-    if uid == 0 {
-        let needs_exec = wanted & (libc::X_OK as u32) != 0;
-        let any_exec = attr.perm & 0o111 != 0 || attr.kind == FileKind::Directory;
-        return if needs_exec && !any_exec {
-            Err(libc::EACCES)
-        } else {
-            Ok(())
-        };
-    }
-    let granted = if uid == attr.uid {
-        (attr.perm >> 6) & 0o7
-    } else if gid == attr.gid {
-        (attr.perm >> 3) & 0o7
-    } else {
-        attr.perm & 0o7
-    };
-    if granted & wanted == wanted {
-        Ok(())
-    } else {
-        Err(libc::EACCES)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1486,26 +1233,6 @@ mod tests {
     }
 
     #[test]
-    fn relatime_is_due_when_atime_is_not_newer_than_mtime_or_ctime_or_a_day_old() {
-        let at = |secs| Timestamp { secs, nanos: 0 };
-        let now = at(1_000_000);
-        let mut a = attr(FileKind::Regular, 0o644, 0, 0);
-        (a.mtime, a.ctime) = (at(900_000), at(900_000));
-        a.atime = at(900_000);
-        assert!(relatime_due(&a, now), "atime == mtime");
-        a.atime = at(950_000);
-        assert!(!relatime_due(&a, now), "newer than both, less than a day");
-        a.ctime = at(960_000);
-        assert!(relatime_due(&a, now), "older than ctime");
-        a.ctime = at(900_000);
-        a.atime = at(1_000_000 - 24 * 60 * 60);
-        assert!(a.atime > a.mtime);
-        assert!(relatime_due(&a, now), "a day old");
-        a.atime = at(1_000_000 - 24 * 60 * 60 + 1);
-        assert!(!relatime_due(&a, now), "a second short of a day");
-    }
-
-    #[test]
     fn forwarded_fallocate_modes_map_and_others_are_declined() {
         assert_eq!(falloc_mode(0), Some(FallocMode::Allocate));
         assert_eq!(
@@ -1523,43 +1250,6 @@ mod tests {
         );
         assert_eq!(falloc_mode(libc::FALLOC_FL_COLLAPSE_RANGE), None);
         assert_eq!(falloc_mode(libc::FALLOC_FL_INSERT_RANGE), None);
-    }
-
-    #[test]
-    fn access_follows_owner_group_other_bits() {
-        let file = attr(FileKind::Regular, 0o640, 1000, 100);
-        assert!(check_access(&file, 1000, 1, AccessFlags::W_OK, false).is_ok());
-        assert!(check_access(&file, 2000, 100, AccessFlags::R_OK, false).is_ok());
-        assert_eq!(
-            check_access(&file, 2000, 100, AccessFlags::W_OK, false),
-            Err(libc::EACCES)
-        );
-        assert_eq!(
-            check_access(&file, 2000, 200, AccessFlags::R_OK, false),
-            Err(libc::EACCES)
-        );
-        assert!(check_access(&file, 2000, 200, AccessFlags::F_OK, false).is_ok());
-    }
-
-    #[test]
-    fn root_needs_some_execute_bit_to_execute() {
-        let file = attr(FileKind::Regular, 0o600, 1000, 100);
-        assert!(check_access(&file, 0, 0, AccessFlags::R_OK | AccessFlags::W_OK, false).is_ok());
-        assert_eq!(
-            check_access(&file, 0, 0, AccessFlags::X_OK, false),
-            Err(libc::EACCES)
-        );
-        let dir = attr(FileKind::Directory, 0o600, 1000, 100);
-        assert!(check_access(&dir, 0, 0, AccessFlags::X_OK, false).is_ok());
-    }
-
-    #[test]
-    fn write_access_on_read_only_mount_is_erofs() {
-        let file = attr(FileKind::Regular, 0o666, 1000, 100);
-        assert_eq!(
-            check_access(&file, 1000, 100, AccessFlags::W_OK, true),
-            Err(libc::EROFS)
-        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use fuser::ReplyWrite;
 use nix::sys::signal::{SigSet, SigmaskHow};
 
-use super::adapter::CacheInvalidator;
+use super::invalidator::CacheInvalidator;
 use crate::fs::Ino;
 
 /// What the daemon knows about one open inode's page cache. Shared by all

@@ -30,9 +30,10 @@ use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use super::adapter::{CowdaxFs, RequestCaller};
-use super::handles::OpenFile;
-use crate::fs::{self, Attr, DedupeOutcome, FileKind, Ino};
+use super::handles::{HandleTable, OpenFile};
+use super::idle_poll::IdlePoll;
+use super::invalidator::CacheInvalidator;
+use crate::fs::{self, Attr, Caller, DedupeOutcome, FileKind, Fs, Ino};
 use crate::ioctl_abi::{self as abi, Token};
 
 /// One ioctl as it reached the daemon.
@@ -56,6 +57,76 @@ pub struct IoctlRequest<'a> {
     /// Bytes the kernel copies back (`_IOC_SIZE(cmd)` for `_IOC_READ`).
     pub out_size: u32,
 }
+
+/// What the handlers may use of the daemon: the core, the open handles,
+/// cache invalidation, the idle-poll counters, and the caller as the
+/// core's privilege rules see it. (The adapter builds one per ioctl; this
+/// module never names the adapter.)
+pub struct IoctlContext<'a> {
+    pub fs: &'a Arc<Fs>,
+    pub handles: &'a HandleTable,
+    pub invalidator: &'a Arc<CacheInvalidator>,
+    pub idle_poll: &'a IdlePoll,
+    pub caller: &'a dyn Caller,
+}
+
+/// Why an ioctl failed; [`IoctlError::errno`] is the one place these
+/// become errno values.
+#[derive(Debug, thiserror::Error)]
+pub enum IoctlError {
+    /// Not one of ours (`ENOTTY`, as a local filesystem answers).
+    #[error("not a cowdax ioctl")]
+    UnknownCommand,
+    /// A malformed or out-of-range argument (`EINVAL`).
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    /// The fd or token does not name an open file usable this way (`EBADF`).
+    #[error("bad file: {0}")]
+    BadFile(&'static str),
+    /// Issued on, or naming, a directory (`EISDIR`).
+    #[error("is a directory")]
+    IsDir,
+    /// The caller may not do this (`EPERM`).
+    #[error("not permitted: {0}")]
+    NotPermitted(&'static str),
+    /// A token of another mount (`EXDEV`).
+    #[error("token of another mount")]
+    OtherMount,
+    /// The daemon itself failed (`EIO`).
+    #[error("{0}")]
+    Daemon(String),
+    #[error("bad argument block: {0}")]
+    Abi(#[from] abi::AbiError),
+    #[error(transparent)]
+    Core(#[from] fs::Error),
+}
+
+impl IoctlError {
+    /// The errno value for this error (logged: store and corruption errors
+    /// as errors, the rest at debug level).
+    pub fn errno(&self) -> i32 {
+        match self {
+            IoctlError::Core(
+                fs::Error::Store(_) | fs::Error::Corrupt(_) | fs::Error::Internal(_),
+            )
+            | IoctlError::Daemon(_) => log::error!("ioctl: {self}"),
+            _ => log::debug!("ioctl: {self}"),
+        }
+        match self {
+            IoctlError::UnknownCommand => libc::ENOTTY,
+            IoctlError::Invalid(_) => libc::EINVAL,
+            IoctlError::BadFile(_) => libc::EBADF,
+            IoctlError::IsDir => libc::EISDIR,
+            IoctlError::NotPermitted(_) => libc::EPERM,
+            IoctlError::OtherMount => libc::EXDEV,
+            IoctlError::Daemon(_) => libc::EIO,
+            IoctlError::Abi(err) => err.errno(),
+            IoctlError::Core(err) => err.errno(),
+        }
+    }
+}
+
+type IoctlResult<T> = Result<T, IoctlError>;
 
 /// A successful ioctl: ioctl(2)'s return value and the bytes to copy out
 /// (at most `out_size`).
@@ -108,18 +179,15 @@ fn tokens() -> MutexGuard<'static, TokenTable> {
 }
 
 /// Random bytes from the kernel's CSPRNG.
-fn random_bytes<const N: usize>() -> Result<[u8; N], i32> {
+fn random_bytes<const N: usize>() -> IoctlResult<[u8; N]> {
     let mut out = [0u8; N];
-    getrandom::fill(&mut out).map_err(|err| {
-        log::error!("getrandom: {err}");
-        libc::EIO
-    })?;
+    getrandom::fill(&mut out).map_err(|err| IoctlError::Daemon(format!("getrandom: {err}")))?;
     Ok(out)
 }
 
 /// This daemon's random mount id: tokens carry it so that a token of
 /// another mount is recognised (`EXDEV`) rather than merely unknown.
-fn mount_id() -> Result<u64, i32> {
+fn mount_id() -> IoctlResult<u64> {
     static MOUNT_ID: OnceLock<u64> = OnceLock::new();
     if let Some(id) = MOUNT_ID.get() {
         return Ok(*id);
@@ -129,70 +197,65 @@ fn mount_id() -> Result<u64, i32> {
 }
 
 /// Identity of a handle table (one per adapter, i.e. per mount).
-fn table_key(adapter: &CowdaxFs) -> usize {
-    std::ptr::from_ref(adapter.handles()) as usize
+fn table_key(ctx: &IoctlContext<'_>) -> usize {
+    std::ptr::from_ref(ctx.handles) as usize
 }
 
 /// The open file a token names, if the token is live on this mount.
-fn resolve_token(adapter: &CowdaxFs, mount: u64, token: &Token) -> Result<Arc<OpenFile>, i32> {
+fn resolve_token(ctx: &IoctlContext<'_>, mount: u64, token: &Token) -> IoctlResult<Arc<OpenFile>> {
     if mount != mount_id()? {
-        return Err(libc::EXDEV);
+        return Err(IoctlError::OtherMount);
     }
     let (weak, fh) = {
         let table = tokens();
-        let entry = table.by_token.get(token).ok_or(libc::EBADF)?;
+        let entry = table
+            .by_token
+            .get(token)
+            .ok_or(IoctlError::BadFile("unknown token"))?;
         (entry.file.clone(), entry.fh)
     };
-    let file = weak.upgrade().ok_or(libc::EBADF)?;
+    let file = weak
+        .upgrade()
+        .ok_or(IoctlError::BadFile("token of a closed file"))?;
     // Still open on *this* mount: the handle table maps fh to this very
     // open file (a released handle is gone from the table).
-    match adapter.handles().get(fh) {
+    match ctx.handles.get(fh) {
         Some(current) if Arc::ptr_eq(&current, &file) => Ok(file),
-        _ => Err(libc::EBADF),
+        _ => Err(IoctlError::BadFile("token of a closed file")),
     }
-}
-
-fn core_errno(err: &fs::Error) -> i32 {
-    match err {
-        fs::Error::Store(_) | fs::Error::Corrupt(_) | fs::Error::Internal(_) => {
-            log::error!("ioctl: {err}")
-        }
-        _ => log::debug!("ioctl: {err}"),
-    }
-    err.errno()
-}
-
-fn abi_errno(err: abi::AbiError) -> i32 {
-    log::debug!("ioctl: {err}");
-    err.errno()
 }
 
 /// Attributes of a regular file: directories answer `EISDIR`, other
 /// kinds `EINVAL` (as the kernel's remap checks do).
-fn regular_attr(adapter: &CowdaxFs, ino: Ino) -> Result<Attr, i32> {
-    let attr = adapter.fs().getattr(ino).map_err(|e| core_errno(&e))?;
+fn regular_attr(ctx: &IoctlContext<'_>, ino: Ino) -> IoctlResult<Attr> {
+    let attr = ctx.fs.getattr(ino)?;
     match attr.kind {
         FileKind::Regular => Ok(attr),
-        FileKind::Directory => Err(libc::EISDIR),
-        _ => Err(libc::EINVAL),
+        FileKind::Directory => Err(IoctlError::IsDir),
+        _ => Err(IoctlError::Invalid("not a regular file")),
     }
 }
 
-fn block_size(adapter: &CowdaxFs) -> Result<u64, i32> {
-    let st = adapter.fs().statfs().map_err(|e| core_errno(&e))?;
+fn block_size(ctx: &IoctlContext<'_>) -> IoctlResult<u64> {
+    let st = ctx.fs.statfs()?;
     if st.block_size == 0 || !st.block_size.is_power_of_two() {
-        return Err(libc::EIO);
+        return Err(IoctlError::Daemon(format!(
+            "block size {} is not a power of two",
+            st.block_size
+        )));
     }
     Ok(st.block_size)
 }
 
 /// Offsets the kernel's remap checks accept: `offset + len` fits in a
 /// signed 64-bit file position.
-fn end_of(offset: u64, len: u64) -> Result<u64, i32> {
+fn end_of(offset: u64, len: u64) -> IoctlResult<u64> {
     offset
         .checked_add(len)
         .filter(|&end| end <= i64::MAX as u64)
-        .ok_or(libc::EINVAL)
+        .ok_or(IoctlError::Invalid(
+            "range beyond the largest file position",
+        ))
 }
 
 /// How long a remap waits for the kernel to drop the destination's cached
@@ -208,14 +271,14 @@ const INVALIDATE_WAIT: Duration = Duration::from_secs(2);
 /// from a helper thread and waited for with a bound: normally the ioctl
 /// returns after the invalidation, and at worst it returns after
 /// [`INVALIDATE_WAIT`] while the invalidation completes behind it.
-fn invalidate(adapter: &CowdaxFs, ino: Ino, offset: u64, len: u64) {
+fn invalidate(ctx: &IoctlContext<'_>, ino: Ino, offset: u64, len: u64) {
     let log_failure = |err: std::io::Error| {
         // ENOENT: the kernel has no cached inode, so nothing is stale.
         if err.raw_os_error() != Some(libc::ENOENT) {
             log::warn!("invalidating cache of inode {ino}: {err}");
         }
     };
-    let invalidator = Arc::clone(adapter.invalidator());
+    let invalidator = Arc::clone(ctx.invalidator);
     let (done_tx, done_rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("cowdax-inval".into())
@@ -223,7 +286,7 @@ fn invalidate(adapter: &CowdaxFs, ino: Ino, offset: u64, len: u64) {
             let _ = done_tx.send(invalidator.invalidate_range(ino, offset, len));
         });
     if spawned.is_err() {
-        if let Err(err) = adapter.invalidator().invalidate_range(ino, offset, len) {
+        if let Err(err) = ctx.invalidator.invalidate_range(ino, offset, len) {
             log_failure(err);
         }
         return;
@@ -237,7 +300,7 @@ fn invalidate(adapter: &CowdaxFs, ino: Ino, offset: u64, len: u64) {
     }
 }
 
-type Handler = fn(&CowdaxFs, &IoctlRequest<'_>) -> Result<Vec<u8>, i32>;
+type Handler = fn(&IoctlContext<'_>, &IoctlRequest<'_>) -> IoctlResult<Vec<u8>>;
 
 /// Every private command and its handler.
 const COMMANDS: [(u32, Handler); 8] = [
@@ -251,21 +314,21 @@ const COMMANDS: [(u32, Handler); 8] = [
     (abi::COUNTERS, counters),
 ];
 
-/// Handles one ioctl; `Err(errno)` is returned to the caller.
-pub fn dispatch(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<IoctlReply, i32> {
+/// Handles one ioctl; an error's errno is returned to the caller.
+pub fn dispatch(ctx: &IoctlContext<'_>, req: &IoctlRequest<'_>) -> IoctlResult<IoctlReply> {
     if abi::ioc_type(req.cmd) != abi::IOCTL_TYPE {
         log::debug!(
             "ioctl cmd={:#x} ino={}: not a cowdax ioctl",
             req.cmd,
             req.ino
         );
-        return Err(libc::ENOTTY);
+        return Err(IoctlError::UnknownCommand);
     }
     let size = abi::ioc_size(req.cmd);
     // The kernel copies exactly _IOC_SIZE bytes both ways for _IOWR; anything
     // else is a hand-made number with our type letter.
     if req.in_data.len() != size || req.out_size as usize != size {
-        return Err(libc::EINVAL);
+        return Err(IoctlError::Invalid("not an _IOWR command of its size"));
     }
     // Match on the command's number; a known number with another size is
     // a caller built against a different ABI: EINVAL, not "unknown".
@@ -274,23 +337,26 @@ pub fn dispatch(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<IoctlReply
         .find(|(cmd, _)| cmd & 0xff == req.cmd & 0xff)
     {
         Some((cmd, handler)) if *cmd == req.cmd => *handler,
-        Some(_) => return Err(libc::EINVAL),
-        None => return Err(libc::ENOTTY),
+        Some(_) => return Err(IoctlError::Invalid("command of another ABI version")),
+        None => return Err(IoctlError::UnknownCommand),
     };
-    let data = handler(adapter, req)?;
+    let data = handler(ctx, req)?;
     debug_assert_eq!(data.len(), size);
     Ok(IoctlReply { result: 0, data })
 }
 
-fn get_token(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
-    abi::TokenArgs::decode(req.in_data).map_err(abi_errno)?;
-    let file = req.file.as_ref().ok_or(libc::EBADF)?;
+fn get_token(ctx: &IoctlContext<'_>, req: &IoctlRequest<'_>) -> IoctlResult<Vec<u8>> {
+    abi::TokenArgs::decode(req.in_data)?;
+    let file = req
+        .file
+        .as_ref()
+        .ok_or(IoctlError::BadFile("not an fd of this mount"))?;
     if req.is_dir || file.is_dir {
-        return Err(libc::EISDIR);
+        return Err(IoctlError::IsDir);
     }
-    regular_attr(adapter, file.ino)?;
+    regular_attr(ctx, file.ino)?;
     let mount_id = mount_id()?;
-    let key = (table_key(adapter), req.fh);
+    let key = (table_key(ctx), req.fh);
     let mut table = tokens();
     let existing = table.by_handle.get(&key).copied().filter(|token| {
         table
@@ -339,28 +405,33 @@ fn get_token(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32>
     .encode())
 }
 
-fn clone_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
-    let mut args = abi::CloneArgs::decode(req.in_data).map_err(abi_errno)?;
-    let dst_file = req.file.as_ref().ok_or(libc::EBADF)?;
+fn clone_range(ctx: &IoctlContext<'_>, req: &IoctlRequest<'_>) -> IoctlResult<Vec<u8>> {
+    let mut args = abi::CloneArgs::decode(req.in_data)?;
+    let dst_file = req
+        .file
+        .as_ref()
+        .ok_or(IoctlError::BadFile("not an fd of this mount"))?;
     if req.is_dir || dst_file.is_dir {
-        return Err(libc::EISDIR);
+        return Err(IoctlError::IsDir);
     }
     if !dst_file.writable() || dst_file.flags & libc::O_APPEND != 0 {
-        return Err(libc::EBADF);
+        return Err(IoctlError::BadFile(
+            "clone destination not open for writing",
+        ));
     }
-    let src_file = resolve_token(adapter, args.src_mount_id, &args.src_token)?;
+    let src_file = resolve_token(ctx, args.src_mount_id, &args.src_token)?;
     if !src_file.readable() {
-        return Err(libc::EBADF);
+        return Err(IoctlError::BadFile("clone source not open for reading"));
     }
     let (src, dst) = (src_file.ino, dst_file.ino);
-    let src_attr = regular_attr(adapter, src)?;
-    let dst_attr = regular_attr(adapter, dst)?;
-    let bs = block_size(adapter)?;
+    let src_attr = regular_attr(ctx, src)?;
+    let dst_attr = regular_attr(ctx, dst)?;
+    let bs = block_size(ctx)?;
     if args.src_offset % bs != 0 || args.dst_offset % bs != 0 {
-        return Err(libc::EINVAL);
+        return Err(IoctlError::Invalid("offsets must be block-aligned"));
     }
     if args.src_offset > src_attr.size {
-        return Err(libc::EINVAL);
+        return Err(IoctlError::Invalid("source offset beyond EOF"));
     }
     let len = if args.length == 0 {
         src_attr.size - args.src_offset
@@ -370,31 +441,28 @@ fn clone_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i3
     let src_end = end_of(args.src_offset, len)?;
     end_of(args.dst_offset, len)?;
     if src_end > src_attr.size {
-        return Err(libc::EINVAL);
+        return Err(IoctlError::Invalid("source range beyond EOF"));
     }
     // A partial last block may only be cloned when it ends the source and
     // does not land inside the destination (as the kernel's remap checks).
     if len % bs != 0 && (src_end != src_attr.size || args.dst_offset + len < dst_attr.size) {
-        return Err(libc::EINVAL);
+        return Err(IoctlError::Invalid("a partial block must end both files"));
     }
     if src == dst && args.src_offset < args.dst_offset + len && args.dst_offset < src_end {
-        return Err(libc::EINVAL);
+        return Err(IoctlError::Invalid("overlapping ranges of one file"));
     }
     let cloned = if len == 0 {
         0
     } else {
         // A data change of dst: the core drops its privileges (setuid and
         // setgid for a non-root caller, file capabilities always).
-        let caller = RequestCaller::new(req.uid, req.gid, req.pid);
-        adapter
-            .fs()
-            .clone_range_as(src, args.src_offset, dst, args.dst_offset, len, &caller)
-            .map_err(|e| core_errno(&e))?
+        ctx.fs
+            .clone_range_as(src, args.src_offset, dst, args.dst_offset, len, ctx.caller)?
             .value
     };
     if cloned > 0 {
         // Pages and attributes (the mode too, if privileges dropped).
-        invalidate(adapter, dst, args.dst_offset, cloned);
+        invalidate(ctx, dst, args.dst_offset, cloned);
     }
     args.bytes_cloned = cloned;
     Ok(args.encode())
@@ -404,30 +472,26 @@ fn clone_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i3
 /// long both files stay locked while their bytes are compared.
 const MAX_DEDUPE_BYTES: u64 = 1 << 30;
 
-/// FIDEDUPERANGE's `allow_file_dedupe`.
-fn may_dedupe_into(req: &IoctlRequest<'_>, dst: &OpenFile, attr: &Attr) -> bool {
-    req.uid == 0
-        || dst.writable()
-        || req.uid == attr.uid
-        || super::adapter::check_access(attr, req.uid, req.gid, fuser::AccessFlags::W_OK, false)
-            .is_ok()
-}
-
-fn dedupe_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
-    let mut args = abi::DedupeArgs::decode(req.in_data).map_err(abi_errno)?;
-    let src_file = req.file.as_ref().ok_or(libc::EBADF)?;
+fn dedupe_range(ctx: &IoctlContext<'_>, req: &IoctlRequest<'_>) -> IoctlResult<Vec<u8>> {
+    let mut args = abi::DedupeArgs::decode(req.in_data)?;
+    let src_file = req
+        .file
+        .as_ref()
+        .ok_or(IoctlError::BadFile("not an fd of this mount"))?;
     if req.is_dir || src_file.is_dir {
-        return Err(libc::EISDIR);
+        return Err(IoctlError::IsDir);
     }
     if !src_file.readable() {
-        return Err(libc::EBADF);
+        return Err(IoctlError::BadFile("dedupe source not open for reading"));
     }
-    let dst_file = resolve_token(adapter, args.dst_mount_id, &args.dst_token)?;
+    let dst_file = resolve_token(ctx, args.dst_mount_id, &args.dst_token)?;
     let (src, dst) = (src_file.ino, dst_file.ino);
-    let src_attr = regular_attr(adapter, src)?;
-    let dst_attr = regular_attr(adapter, dst)?;
-    if !may_dedupe_into(req, &dst_file, &dst_attr) {
-        return Err(libc::EPERM);
+    let src_attr = regular_attr(ctx, src)?;
+    let dst_attr = regular_attr(ctx, dst)?;
+    if !fs::may_dedupe_into(&dst_attr, req.uid, req.gid, dst_file.writable()) {
+        return Err(IoctlError::NotPermitted(
+            "dedupe into a file the caller may not write",
+        ));
     }
     // The kernel's FIDEDUPERANGE rules (fs/remap_range.c): the source range
     // must lie inside the source (never shortened to its EOF), a request is
@@ -435,22 +499,22 @@ fn dedupe_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i
     let src_end = end_of(args.src_offset, args.length)?;
     end_of(args.dst_offset, args.length)?;
     if src_end > src_attr.size {
-        return Err(libc::EINVAL);
+        return Err(IoctlError::Invalid("source range beyond EOF"));
     }
     let len = args.length.min(MAX_DEDUPE_BYTES);
-    let bs = block_size(adapter)?;
+    let bs = block_size(ctx)?;
     if len > 0 {
         // generic_remap_checks: aligned starts, both ranges inside their
         // files, no overlap within one file (counting a partial last block
         // as whole).
         if args.src_offset % bs != 0 || args.dst_offset % bs != 0 {
-            return Err(libc::EINVAL);
+            return Err(IoctlError::Invalid("offsets must be block-aligned"));
         }
         if args.src_offset >= src_attr.size
             || args.dst_offset >= dst_attr.size
             || args.dst_offset + len > dst_attr.size
         {
-            return Err(libc::EINVAL);
+            return Err(IoctlError::Invalid("range beyond EOF"));
         }
         let to_both_eofs =
             args.src_offset + len == src_attr.size && args.dst_offset + len == dst_attr.size;
@@ -463,21 +527,19 @@ fn dedupe_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i
             && args.src_offset < args.dst_offset + covered
             && args.dst_offset < args.src_offset + covered
         {
-            return Err(libc::EINVAL);
+            return Err(IoctlError::Invalid("overlapping ranges of one file"));
         }
     }
     let outcome = if len == 0 {
         DedupeOutcome::Deduped { bytes: 0 }
     } else {
-        adapter
-            .fs()
-            .dedupe_range(src, args.src_offset, dst, args.dst_offset, len)
-            .map_err(|e| core_errno(&e))?
+        ctx.fs
+            .dedupe_range(src, args.src_offset, dst, args.dst_offset, len)?
     };
     match outcome {
         DedupeOutcome::Deduped { bytes } => {
             if bytes > 0 {
-                invalidate(adapter, dst, args.dst_offset, bytes);
+                invalidate(ctx, dst, args.dst_offset, bytes);
             }
             args.status = abi::DEDUPE_SAME;
             args.bytes_deduped = bytes;
@@ -490,17 +552,17 @@ fn dedupe_range(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i
     Ok(args.encode())
 }
 
-fn get_extents(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
-    let args = abi::ExtentsArgs::decode(req.in_data).map_err(abi_errno)?;
+fn get_extents(ctx: &IoctlContext<'_>, req: &IoctlRequest<'_>) -> IoctlResult<Vec<u8>> {
+    let args = abi::ExtentsArgs::decode(req.in_data)?;
     if req.is_dir {
-        return Err(libc::EISDIR);
+        return Err(IoctlError::IsDir);
     }
-    let attr = regular_attr(adapter, req.ino)?;
+    let attr = regular_attr(ctx, req.ino)?;
     let max = match args.max_extents {
         0 => abi::EXTENTS_PER_PAGE,
         n => n as usize,
     };
-    let all = adapter.fs().extents(req.ino).map_err(|e| core_errno(&e))?;
+    let all = ctx.fs.extents(req.ino)?;
     let mut following = all
         .iter()
         .filter(|e| e.file_offset.saturating_add(e.len) > args.start_offset);
@@ -536,26 +598,23 @@ fn get_extents(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i3
     Ok(reply.encode())
 }
 
-fn fsmap(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
-    let args = abi::FsmapArgs::decode(req.in_data).map_err(abi_errno)?;
+fn fsmap(ctx: &IoctlContext<'_>, req: &IoctlRequest<'_>) -> IoctlResult<Vec<u8>> {
+    let args = abi::FsmapArgs::decode(req.in_data)?;
     if req.uid != 0 {
-        return Err(libc::EPERM);
+        return Err(IoctlError::NotPermitted("the owner map is for root"));
     }
-    let bs = block_size(adapter)?;
+    let bs = block_size(ctx)?;
     if args.phys_start % bs != 0 || args.phys_len % bs != 0 {
-        return Err(libc::EINVAL);
+        return Err(IoctlError::Invalid("range must be block-aligned"));
     }
     args.phys_start
         .checked_add(args.phys_len)
-        .ok_or(libc::EINVAL)?;
+        .ok_or(IoctlError::Invalid("range overflows"))?;
     let max = match args.max_records {
         0 => abi::FSMAP_PER_PAGE,
         n => n as usize,
     };
-    let owners = adapter
-        .fs()
-        .owners(args.phys_start / bs, args.phys_len / bs)
-        .map_err(|e| core_errno(&e))?;
+    let owners = ctx.fs.owners(args.phys_start / bs, args.phys_len / bs)?;
     let mut records = Vec::with_capacity(max.min(owners.len()));
     let skip = usize::try_from(args.skip).unwrap_or(usize::MAX);
     for owner in owners.iter().skip(skip).take(max) {
@@ -564,7 +623,10 @@ fn fsmap(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
             owner.len_blocks.checked_mul(bs),
             owner.file_block.checked_mul(bs),
         ) else {
-            return Err(libc::EIO);
+            return Err(IoctlError::Daemon(format!(
+                "owner of block {} does not fit a byte offset",
+                owner.phys_block
+            )));
         };
         records.push(abi::FsmapRecord {
             phys_offset,
@@ -581,17 +643,14 @@ fn fsmap(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
     .encode())
 }
 
-fn paths(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
-    let args = abi::PathsArgs::decode(req.in_data).map_err(abi_errno)?;
+fn paths(ctx: &IoctlContext<'_>, req: &IoctlRequest<'_>) -> IoctlResult<Vec<u8>> {
+    let args = abi::PathsArgs::decode(req.in_data)?;
     if req.uid != 0 {
-        return Err(libc::EPERM);
+        return Err(IoctlError::NotPermitted("paths are for root"));
     }
     let max = (args.max_paths as usize).clamp(1, PATHS_MAX);
     // Ask for one more than wanted to know whether the list was cut.
-    let found = adapter
-        .fs()
-        .paths_of(args.ino, max + 1)
-        .map_err(|e| core_errno(&e))?;
+    let found = ctx.fs.paths_of(args.ino, max + 1)?;
     let mut flags = 0;
     if found.len() > max {
         flags |= abi::PATHS_TRUNCATED;
@@ -605,29 +664,29 @@ fn paths(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
     .encode())
 }
 
-fn usage(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
-    abi::UsageArgs::decode(req.in_data).map_err(abi_errno)?;
-    let usage = adapter.fs().usage().map_err(|e| core_errno(&e))?;
+fn usage(ctx: &IoctlContext<'_>, req: &IoctlRequest<'_>) -> IoctlResult<Vec<u8>> {
+    abi::UsageArgs::decode(req.in_data)?;
+    let usage = ctx.fs.usage()?;
     Ok(abi::UsageArgs {
         mount_id: mount_id()?,
-        block_size: block_size(adapter)?,
+        block_size: block_size(ctx)?,
         logical_bytes: usage.logical_bytes,
         physical_bytes: usage.physical_bytes,
         saved_bytes: usage.saved_bytes,
         metadata_bytes: usage.metadata_bytes,
         total_bytes: usage.total_bytes,
         free_bytes: usage.free_bytes,
-        media_bytes: adapter.fs().media().len(),
+        media_bytes: ctx.fs.media().len(),
     }
     .encode())
 }
 
 /// Media work and idle-polling counters: harmless to show anyone who can open a file on the
 /// mount (like `df`), so no permission check.
-fn counters(adapter: &CowdaxFs, req: &IoctlRequest<'_>) -> Result<Vec<u8>, i32> {
-    abi::CountersArgs::decode(req.in_data).map_err(abi_errno)?;
-    let counters = adapter.fs().media().counters();
-    let idle_poll = adapter.idle_poll().counters();
+fn counters(ctx: &IoctlContext<'_>, req: &IoctlRequest<'_>) -> IoctlResult<Vec<u8>> {
+    abi::CountersArgs::decode(req.in_data)?;
+    let counters = ctx.fs.media().counters();
+    let idle_poll = ctx.idle_poll.counters();
     Ok(abi::CountersArgs {
         mount_id: mount_id()?,
         bytes_stored: counters.bytes_stored,
@@ -647,10 +706,16 @@ mod tests {
 
     #[test]
     fn end_of_rejects_overflow_and_positions_beyond_i64() {
-        assert_eq!(end_of(4096, 4096), Ok(8192));
-        assert_eq!(end_of(u64::MAX, 1), Err(libc::EINVAL));
-        assert_eq!(end_of(i64::MAX as u64, 1), Err(libc::EINVAL));
-        assert_eq!(end_of(i64::MAX as u64, 0), Ok(i64::MAX as u64));
+        assert_eq!(end_of(4096, 4096).ok(), Some(8192));
+        assert_eq!(
+            end_of(u64::MAX, 1).map_err(|e| e.errno()).err(),
+            Some(libc::EINVAL)
+        );
+        assert_eq!(
+            end_of(i64::MAX as u64, 1).map_err(|e| e.errno()).err(),
+            Some(libc::EINVAL)
+        );
+        assert_eq!(end_of(i64::MAX as u64, 0).ok(), Some(i64::MAX as u64));
     }
 
     #[test]
