@@ -1,8 +1,8 @@
 //! The read-side rules: access(2) and when a read moves atime.
 
 use super::codec::Record;
-use super::engine::{rlock, wlock, LiveAccess};
-use super::namespace::{guard, Edits, Guards};
+use super::locks::{rlock, wlock};
+use super::txn::{guard, Edits, Guards, LiveAccess};
 use super::{Attr, Error, FileKind, Fs, Ino, Result, Timestamp};
 
 /// Access bits of access(2) (`R_OK`, `W_OK`, `X_OK`).

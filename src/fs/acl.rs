@@ -14,11 +14,12 @@
 //! chmod ([`Fs::setattr_as`](super::Fs::setattr_as)), and the mode
 //! following a set access ACL ([`Fs::setxattr_as`](super::Fs::setxattr_as)).
 
-use super::codec::{Record, XATTR_VALUE_MAX};
-use super::engine::{wlock, LiveAccess};
+use super::codec::Record;
 use super::inode::Inode;
-use super::namespace::{guard, Edits, Guards};
+use super::limits::XATTR_VALUE_MAX;
+use super::locks::wlock;
 use super::privs::{self, Caller, Change};
+use super::txn::{guard, Edits, Guards, LiveAccess};
 use super::{Attr, Creds, Error, FileKind, Fs, Ino, Timestamp, XattrSetMode};
 
 type FsResult<T> = super::Result<T>;

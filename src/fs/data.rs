@@ -7,20 +7,17 @@
 
 use super::acl;
 use super::codec::Record;
-use super::engine::{mlock, rlock, wlock, LiveAccess};
 use super::inode::{Inode, EXTENT_UNWRITTEN};
-use super::namespace::{guard, Edits, Guards};
+use super::limits::{MAX_EXTENT_BLOCKS, MAX_FILE_BYTES};
+use super::locks::{mlock, rlock, wlock};
 use super::privs::{self, Caller, Change, Privileged};
 use super::space::Space;
+use super::txn::{guard, Edits, Guards, LiveAccess};
 use super::{
     Attr, DedupeOutcome, Error, FallocMode, FileKind, Fs, Ino, Modified, Result, SetAttr,
     TimeOrNow, Timestamp, Whence,
 };
 use crate::store::{PhysExtent, BLOCK_SIZE};
-
-/// Largest file size (4 PiB): keeps every block computation far from
-/// overflow.
-pub(crate) const MAX_FILE_BYTES: u64 = 1 << 52;
 
 const BS: u64 = BLOCK_SIZE;
 
@@ -766,7 +763,7 @@ impl Fs {
                     for r in &runs {
                         let mut done = 0;
                         while done < r.len {
-                            let n = (r.len - done).min(super::inode::MAX_EXTENT_BLOCKS);
+                            let n = (r.len - done).min(MAX_EXTENT_BLOCKS);
                             records.push(Record::MapExtent {
                                 ino,
                                 file_block: fb,
@@ -1230,7 +1227,7 @@ fn push_map(records: &mut Vec<Record>, ino: Ino, fb: u64, phys: u64, flags: u8) 
         if *f == flags
             && *file_block + *len_blocks == fb
             && *phys_block + *len_blocks == phys
-            && *len_blocks < super::inode::MAX_EXTENT_BLOCKS
+            && *len_blocks < MAX_EXTENT_BLOCKS
         {
             *len_blocks += 1;
             return;

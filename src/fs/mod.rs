@@ -15,11 +15,14 @@ mod codec;
 mod data;
 mod engine;
 mod inode;
+mod limits;
+mod locks;
 mod namespace;
 mod privs;
 mod scrub;
 mod space;
 mod text;
+mod txn;
 
 pub use access::{may_access, may_dedupe_into, AtimeRule, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use engine::Fs;

@@ -1,22 +1,17 @@
 //! Namespace operations: lookup, create, link, unlink, rename, readdir,
 //! open/release, xattrs, statfs.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::RwLockWriteGuard;
-
 use super::acl::{self, Inherited};
-use super::codec::{self, Record, XATTR_NAME_MAX, XATTR_VALUE_MAX};
-use super::engine::{mlock, rlock, wlock, LiveAccess};
+use super::codec::{self, Record};
 use super::inode::{Inode, InodeAttrs};
+use super::limits::{DIRENT_SIZE_BYTES, LINK_MAX, SYMLINK_MAX, XATTR_NAME_MAX, XATTR_VALUE_MAX};
+use super::locks::{mlock, rlock, wlock};
+use super::txn::{guard, Edits, Guards, LiveAccess};
 use super::{
     Attr, Creds, DirEntry, Error, FileKind, Fs, Ino, RenameFlags, Result, StatFs, Timestamp,
     XattrSetMode, NAME_MAX, ROOT_INO,
 };
 
-/// Most hard links to one inode (and subdirectories + 2 of a directory).
-pub(crate) const LINK_MAX: u32 = 65000;
-/// Size a directory reports per entry.
-pub(crate) const DIRENT_SIZE_BYTES: u64 = 32;
 /// Bound on retries when a name is replaced between resolving and locking.
 const RESOLVE_RETRIES: usize = 64;
 
@@ -66,21 +61,6 @@ enum Origin {
     Caller { caller: Creds, umask: u32 },
 }
 
-pub(crate) type Guards<'a> = Vec<(Ino, RwLockWriteGuard<'a, Inode>)>;
-
-/// The locked inode `ino`. Callers only ask for inodes they locked; a miss
-/// is an internal error, reported as one rather than a panic.
-pub(crate) fn guard<'g, 'a>(
-    guards: &'g [(Ino, RwLockWriteGuard<'a, Inode>)],
-    ino: Ino,
-) -> Result<&'g Inode> {
-    guards
-        .iter()
-        .find(|(i, _)| *i == ino)
-        .map(|(_, g)| &**g)
-        .ok_or_else(|| Error::Internal(format!("inode {ino} not locked")))
-}
-
 /// POSIX rule for taking `target`'s directory entry away, by unlink/rmdir
 /// (`want_dir`: rmdir) or by a rename onto it (`want_dir`: the source is a
 /// directory): kinds must match, and a directory must be empty.
@@ -96,49 +76,6 @@ fn check_replaceable(target: &Inode, want_dir: bool) -> Result<()> {
         return Err(Error::NotEmpty);
     }
     Ok(())
-}
-
-/// Attribute edits of one operation, emitted as PutInode/DeleteInode
-/// records after the entry records.
-#[derive(Default)]
-pub(crate) struct Edits {
-    attrs: BTreeMap<Ino, (InodeAttrs, Vec<u8>)>,
-    delete: BTreeSet<Ino>,
-}
-
-impl Edits {
-    pub fn attrs<'e>(
-        &'e mut self,
-        guards: &[(Ino, RwLockWriteGuard<'_, Inode>)],
-        ino: Ino,
-    ) -> Result<&'e mut InodeAttrs> {
-        use std::collections::btree_map::Entry;
-        let slot = match self.attrs.entry(ino) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => {
-                let g = guard(guards, ino)?;
-                v.insert((g.attrs.clone(), g.target().to_vec()))
-            }
-        };
-        Ok(&mut slot.0)
-    }
-    /// The attributes as edited so far, if `ino` has an edit.
-    pub fn edited(&self, ino: Ino) -> Option<&InodeAttrs> {
-        self.attrs.get(&ino).map(|(attrs, _)| attrs)
-    }
-    pub fn delete(&mut self, ino: Ino) {
-        self.delete.insert(ino);
-    }
-    pub fn emit(self, records: &mut Vec<Record>) {
-        for (ino, (attrs, target)) in self.attrs {
-            if !self.delete.contains(&ino) {
-                records.push(Record::PutInode { ino, attrs, target });
-            }
-        }
-        for ino in self.delete {
-            records.push(Record::DeleteInode { ino });
-        }
-    }
 }
 
 fn live_dir(inode: &Inode) -> Result<&super::inode::Dir> {
@@ -387,7 +324,7 @@ impl Fs {
         if target.is_empty() {
             return Err(Error::NotFound);
         }
-        if target.len() > codec::SYMLINK_MAX {
+        if target.len() > SYMLINK_MAX {
             return Err(Error::NameTooLong);
         }
         self.create_node(

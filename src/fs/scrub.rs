@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::engine::{mlock, rlock, wlock};
-use super::inode::{InoMap, Inode, MAX_EXTENT_BLOCKS};
+use super::inode::{InoMap, Inode};
+use super::limits::MAX_EXTENT_BLOCKS;
+use super::locks::{mlock, rlock, wlock};
 use super::space::{RefRun, Space};
 use super::{CheckReport, Error, ExtentInfo, FileKind, Fs, Ino, Owner, Result, Usage, ROOT_INO};
 use crate::store::BLOCK_SIZE;
