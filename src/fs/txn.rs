@@ -2,7 +2,7 @@
 //! write-locked ([`Guards`], [`guard`]), the attribute edits it will emit
 //! as records ([`Edits`]), and the view `apply` edits through
 //! ([`LiveAccess`]: the locked inodes plus those the operation creates and
-//! deletes). Below `Fs` (engine.rs commits through `LiveAccess`) and above
+//! deletes). Below `Fs` (filesystem.rs commits through `LiveAccess`) and above
 //! the records and the inode structures.
 
 use std::collections::{BTreeMap, BTreeSet};

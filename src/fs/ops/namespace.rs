@@ -1,15 +1,15 @@
-//! Namespace operations: lookup, create, link, unlink, rename, readdir,
-//! open/release, xattrs, statfs.
+//! Namespace operations: lookup, getattr, create (mknod, mkdir, symlink),
+//! readlink, link, unlink, rmdir, rename, readdir.
 
-use super::acl::{self, Inherited};
-use super::codec::{self, Record};
-use super::inode::{Inode, InodeAttrs};
-use super::limits::{DIRENT_SIZE_BYTES, LINK_MAX, SYMLINK_MAX, XATTR_NAME_MAX, XATTR_VALUE_MAX};
-use super::locks::{mlock, rlock, wlock};
-use super::txn::{guard, Edits, Guards, LiveAccess};
-use super::{
-    Attr, Creds, DirEntry, Error, FileKind, Fs, Ino, RenameFlags, Result, StatFs, Timestamp,
-    XattrSetMode, NAME_MAX, ROOT_INO,
+use crate::fs::acl::{self, Inherited};
+use crate::fs::codec::{self, Record};
+use crate::fs::inode::{Inode, InodeAttrs};
+use crate::fs::limits::{DIRENT_SIZE_BYTES, LINK_MAX, SYMLINK_MAX};
+use crate::fs::locks::{mlock, rlock, wlock};
+use crate::fs::txn::{guard, Edits, Guards, LiveAccess};
+use crate::fs::{
+    Attr, Creds, DirEntry, Error, FileKind, Fs, Ino, RenameFlags, Result, Timestamp, NAME_MAX,
+    ROOT_INO,
 };
 
 /// Bound on retries when a name is replaced between resolving and locking.
@@ -78,7 +78,7 @@ fn check_replaceable(target: &Inode, want_dir: bool) -> Result<()> {
     Ok(())
 }
 
-fn live_dir(inode: &Inode) -> Result<&super::inode::Dir> {
+fn live_dir(inode: &Inode) -> Result<&crate::fs::inode::Dir> {
     if inode.deleted {
         return Err(Error::NotFound);
     }
@@ -824,184 +824,4 @@ impl Fs {
         }
         Ok(())
     }
-
-    /// An open file handle keeps an unlinked inode alive until `release`.
-    pub fn open_inode(&self, ino: Ino) -> Result<()> {
-        self.check_live()?;
-        let arc = self.inode(ino)?;
-        let mut inode = wlock(&arc);
-        if inode.deleted {
-            return Err(Error::NotFound);
-        }
-        inode.open_count = inode.open_count.saturating_add(1);
-        Ok(())
-    }
-
-    pub fn release_inode(&self, ino: Ino) -> Result<()> {
-        self.check_live()?;
-        let arc = self.inode(ino)?;
-        let (last, dirty, unlinked) = {
-            let mut inode = wlock(&arc);
-            if inode.deleted {
-                return Err(Error::NotFound);
-            }
-            inode.open_count = inode.open_count.saturating_sub(1);
-            (
-                inode.open_count == 0,
-                inode.attrs_dirty,
-                inode.attrs.nlink == 0,
-            )
-        };
-        if self.read_only {
-            return Ok(());
-        }
-        if last && unlinked {
-            return self.mutating(|| self.reclaim(ino));
-        }
-        if dirty {
-            return self.mutating(|| self.flush_attrs(ino));
-        }
-        Ok(())
-    }
-
-    /// Journal attributes changed lazily (in-place write timestamps).
-    pub(crate) fn flush_attrs(&self, ino: Ino) -> Result<()> {
-        let arc = self.inode(ino)?;
-        let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-        let inode = guard(&guards, ino)?;
-        if inode.deleted || !inode.attrs_dirty {
-            return Ok(());
-        }
-        let records = [Record::PutInode {
-            ino,
-            attrs: inode.attrs.clone(),
-            target: inode.target().to_vec(),
-        }];
-        let mut access = LiveAccess::new(&mut guards);
-        self.commit(&records, &mut access, false)?;
-        Ok(())
-    }
-
-    pub fn statfs(&self) -> Result<StatFs> {
-        self.check_live()?;
-        let space = mlock(&self.space);
-        let inodes = self.table.len();
-        let total_inodes = 1u64 << 32;
-        Ok(StatFs {
-            block_size: self.block_size(),
-            total_blocks: space.pool_blocks(),
-            free_blocks: space.available_blocks() + space.pending_blocks(),
-            total_inodes,
-            free_inodes: total_inodes.saturating_sub(inodes),
-            name_max: NAME_MAX as u32,
-        })
-    }
-
-    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        self.check_live()?;
-        check_xattr_name(name)?;
-        let arc = self.inode(ino)?;
-        let inode = rlock(&arc);
-        if inode.deleted {
-            return Err(Error::NotFound);
-        }
-        inode.xattrs().get(name).cloned().ok_or(Error::NoAttr)
-    }
-
-    pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrSetMode) -> Result<()> {
-        check_xattr_name(name)?;
-        if value.len() > XATTR_VALUE_MAX {
-            return Err(Error::TooBig);
-        }
-        self.mutating(|| {
-            let arc = self.inode(ino)?;
-            let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino)?;
-            if inode.deleted {
-                return Err(Error::NotFound);
-            }
-            check_xattr_kind(inode, name)?;
-            let exists = inode.xattrs().contains_key(name);
-            match mode {
-                XattrSetMode::Create if exists => return Err(Error::Exists),
-                XattrSetMode::Replace if !exists => return Err(Error::NoAttr),
-                _ => {}
-            }
-            let mut edits = Edits::default();
-            edits.attrs(&guards, ino)?.ctime = Timestamp::now();
-            let mut records = vec![Record::SetXattr {
-                ino,
-                name: name.to_vec(),
-                value: value.to_vec(),
-            }];
-            edits.emit(&mut records);
-            let mut access = LiveAccess::new(&mut guards);
-            self.commit(&records, &mut access, true)?;
-            Ok(())
-        })
-    }
-
-    pub fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
-        self.check_live()?;
-        let arc = self.inode(ino)?;
-        let inode = rlock(&arc);
-        if inode.deleted {
-            return Err(Error::NotFound);
-        }
-        Ok(inode.xattrs().keys().cloned().collect())
-    }
-
-    pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
-        check_xattr_name(name)?;
-        self.mutating(|| {
-            let arc = self.inode(ino)?;
-            let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino)?;
-            if inode.deleted {
-                return Err(Error::NotFound);
-            }
-            if !inode.xattrs().contains_key(name) {
-                return Err(Error::NoAttr);
-            }
-            let mut edits = Edits::default();
-            edits.attrs(&guards, ino)?.ctime = Timestamp::now();
-            let mut records = vec![Record::RemoveXattr {
-                ino,
-                name: name.to_vec(),
-            }];
-            edits.emit(&mut records);
-            let mut access = LiveAccess::new(&mut guards);
-            self.commit(&records, &mut access, false)?;
-            Ok(())
-        })
-    }
-}
-
-/// Supported namespaces; name length as Linux (ERANGE when too long).
-fn check_xattr_name(name: &[u8]) -> Result<()> {
-    if name.is_empty() || name.len() > XATTR_NAME_MAX {
-        return Err(Error::Range);
-    }
-    let supported = [b"user.".as_slice(), b"trusted.", b"security."]
-        .iter()
-        .any(|p| name.len() > p.len() && name.starts_with(p))
-        || name == b"system.posix_acl_access"
-        || name == b"system.posix_acl_default";
-    if !supported {
-        return Err(Error::NotSupported);
-    }
-    Ok(())
-}
-
-/// `user.` xattrs only on regular files and directories (as Linux).
-fn check_xattr_kind(inode: &Inode, name: &[u8]) -> Result<()> {
-    if name.starts_with(b"user.")
-        && !matches!(inode.attrs.kind, FileKind::Regular | FileKind::Directory)
-    {
-        return Err(Error::Perm);
-    }
-    if name == b"system.posix_acl_default" && inode.attrs.kind != FileKind::Directory {
-        return Err(Error::Access);
-    }
-    Ok(())
 }
