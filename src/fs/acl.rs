@@ -246,7 +246,7 @@ pub(crate) fn chmod_record(inode: &Inode, ino: Ino, perm: u32) -> Option<Record>
     })
 }
 
-pub(crate) fn parse_checked(value: &[u8]) -> FsResult<Acl> {
+pub(super) fn parse_checked(value: &[u8]) -> FsResult<Acl> {
     Acl::parse(value).map_err(|_| Error::Invalid("malformed POSIX ACL"))
 }
 

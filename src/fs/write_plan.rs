@@ -80,7 +80,7 @@ pub(crate) struct Stored {
     pub allocated: Vec<PhysExtent>,
 }
 
-pub(crate) fn blocks_for(bytes: u64) -> u64 {
+pub(super) fn blocks_for(bytes: u64) -> u64 {
     bytes.div_ceil(BS)
 }
 
@@ -88,7 +88,7 @@ pub(crate) fn blocks_for(bytes: u64) -> u64 {
 /// `old_size` to cover `new_start` and beyond: bytes past EOF are not
 /// guaranteed zero on media (truncate down leaves them), so extension
 /// clears them. Returns the piece, if any.
-pub(crate) fn eof_zero_piece(old_size: u64, new_start: u64) -> Option<(u64, u64)> {
+pub(super) fn eof_zero_piece(old_size: u64, new_start: u64) -> Option<(u64, u64)> {
     if old_size % BS == 0 || new_start <= old_size {
         return None;
     }
@@ -99,7 +99,7 @@ pub(crate) fn eof_zero_piece(old_size: u64, new_start: u64) -> Option<(u64, u64)
 /// Queue into this transaction what `change` of `ino` (locked in `guards`)
 /// by `caller` drops (src/fs/privs.rs): file capabilities into `records`,
 /// setuid/setgid into `edits`. True when the mode changes.
-pub(crate) fn drop_privileges(
+pub(super) fn drop_privileges(
     change: Change,
     guards: &Guards<'_>,
     ino: Ino,
@@ -330,7 +330,7 @@ impl Fs {
     }
 
     /// Commit data records plus attribute edits; give blocks back on failure.
-    pub(crate) fn commit_data(
+    pub(super) fn commit_data(
         &self,
         guards: &mut Guards<'_>,
         stored: Stored,
@@ -353,7 +353,7 @@ impl Fs {
 
 /// File blocks per copy-on-write region (2 MiB): the unit in which a file
 /// rewritten over shared blocks is kept physically contiguous.
-pub(crate) const COW_REGION_BLOCKS: u64 = super::space::HUGE_BLOCKS;
+pub(super) const COW_REGION_BLOCKS: u64 = super::space::HUGE_BLOCKS;
 
 /// What lies around file blocks `fb..fb+len` (inside one region) that are
 /// about to be copied on write: where they would continue the nearest
@@ -454,7 +454,7 @@ impl Fs {
     }
 }
 
-pub(crate) fn push_map(records: &mut Vec<Record>, ino: Ino, fb: u64, phys: u64, flags: u8) {
+pub(super) fn push_map(records: &mut Vec<Record>, ino: Ino, fb: u64, phys: u64, flags: u8) {
     if let Some(Record::MapExtent {
         file_block,
         phys_block,
