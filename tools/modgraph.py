@@ -2,7 +2,7 @@
 """Draws the import graph between the files of cowdax's modules and finds
 its cycles.
 
-Usage: tools/modgraph.py [--dot] [SRC_DIR]   (default: src)
+Usage: tools/modgraph.py [--dot | --layers] [SRC_DIR]   (default: src)
 
 An edge A -> B means a file of module A names an item of module B through a
 `use` path (crate::x::y, super::y, self::y) or a qualified path in code
@@ -12,11 +12,25 @@ to its parent's own items count (`super::Item` in fs/data.rs is
 fs::data -> fs). Tests (`#[cfg(test)] mod tests` blocks) are left out.
 
 A folder's mod.rs re-exporting its children (`pub use child::Item`) is its
-facade and adds no edge; any other use of a child by mod.rs's own code
-does (`use child::Item`, `self::child::f()`).
+facade and adds no edge; a path through the facade names the child that
+defines the item (`use crate::fs::Fs` is an edge to fs::filesystem, where
+`Fs` is defined and fs/mod.rs re-exports it from); any other use of a child by mod.rs's own code
+does (`use child::Item`, `self::child::f()`, and a bare `child::f()` or
+`child::Type` in code).
 
 Prints every edge, then the strongly connected components with more than
 one module (the import cycles); exits 1 if there is any cycle.
+
+`--layers` prints, instead of the edges, each top-level module's files in
+layers: layer 0 imports no other file of its module, layer n imports
+files of layers below n only (edges to other top-level modules are not
+counted here; they are in the edge list). Only an acyclic graph has
+layers; a module with a cycle is reported as such.
+
+Only paths are seen: a method call (`self.commit(..)`) names no module,
+so an `impl Fs` block in fs/ops/write.rs calling a method defined in
+fs/filesystem.rs adds no edge. The layering of fs (docs/DESIGN.md §3)
+also holds for those calls.
 """
 import os
 import re
@@ -60,7 +74,7 @@ def strip_comments(text):
     return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
 
 
-def resolve(current, path, modules):
+def resolve(current, path, modules, facades):
     """Longest known module named by a path like super::a::B."""
     parts = path.split("::")
     base = current.split("::") if current != "crate" else []
@@ -72,11 +86,15 @@ def resolve(current, path, modules):
         while parts and parts[0] == "super":
             base = base[:-1]
             parts = parts[1:]
-    best = "::".join(base) or "crate"
+    best, rest = "::".join(base) or "crate", parts
     for k in range(1, len(parts) + 1):
         cand = "::".join(base + parts[:k])
         if cand in modules:
-            best = cand
+            best, rest = cand, parts[k:]
+    # An item a folder re-exports (`pub use child::Item` in its mod.rs) is
+    # the child's: `crate::fs::Fs` names fs::filesystem.
+    while rest and (best, rest[0]) in facades:
+        best, rest = facades[(best, rest[0])], rest[1:]
     return best
 
 
@@ -105,6 +123,34 @@ def expand_use(tree):
     return paths
 
 
+def facade_items(files, modules):
+    """{(folder, name): child} for each `pub use child::...::name` (or
+    `pub use self::child::...`) in a folder's mod.rs."""
+    out = {}
+    for mod, path in files.items():
+        if os.path.basename(path) not in ("mod.rs", "lib.rs", "main.rs"):
+            continue
+        with open(path, encoding="utf-8") as f:
+            text = strip_comments(strip_tests(f.read()))
+        prefix = "" if mod == "crate" else mod + "::"
+        for m in re.finditer(r"\bpub(?:\([^)]*\))?\s+use\s+([^;]*);", text):
+            for p in expand_use(m.group(1).strip()):
+                alias = re.search(r"\bas\s+(\w+)$", p)
+                parts = re.sub(r"\s+as\s+\w+$", "", p).split("::")
+                if parts[0] == "self":
+                    parts = parts[1:]
+                if len(parts) < 2 or prefix + parts[0] not in modules:
+                    continue
+                child = prefix + parts[0]
+                for k in range(2, len(parts)):
+                    if child + "::" + parts[k - 1] in modules:
+                        child = child + "::" + parts[k - 1]
+                name = alias.group(1) if alias else parts[-1]
+                if name != "self":
+                    out[(mod, name)] = child
+    return out
+
+
 def graph(src):
     files = {}
     for root, _, names in os.walk(src):
@@ -113,6 +159,7 @@ def graph(src):
                 path = os.path.join(root, name)
                 files[module_of(path, src)] = path
     modules = set(files)
+    facades = facade_items(files, modules)
     edges = set()
     for mod, path in files.items():
         with open(path, encoding="utf-8") as f:
@@ -137,8 +184,19 @@ def graph(src):
                         paths.append("self::" + p)
         for m in re.finditer(r"\b((?:crate|super)(?:::\w+)+)", text):
             paths.append(m.group(1))
+        if is_folder:
+            # A mod.rs naming its child in code without `self::`
+            # (`journal::Ring`, `checkpoint::write(..)`) uses the child
+            # too. `use` statements were handled above; `::child::` in a
+            # longer path is someone else's child.
+            prefix = "" if mod == "crate" else mod + "::"
+            code = re.sub(r"\buse\s+[^;]*;", "", text)
+            for m in re.finditer(r"(?<![:\w])(\w+)::\w", code):
+                head = m.group(1)
+                if head not in ("crate", "super", "self") and prefix + head in modules:
+                    paths.append("self::" + head + "::" + "x")
         for p in paths:
-            target = resolve(mod, p, modules)
+            target = resolve(mod, p, modules, facades)
             if target != mod and target != "crate" and not mod.startswith(target + "::") or (
                 target != mod and mod.startswith(target + "::") and p.split("::")[-1][:1].isupper()
             ):
@@ -184,11 +242,53 @@ def cycles(modules, edges):
     return out
 
 
+def layers(modules, edges):
+    """{top-level module: [[files of layer 0], [layer 1], ...]}, or None
+    for a top-level module whose files import each other in a cycle."""
+    out = {}
+    tops = sorted({m.split("::")[0] for m in modules if m != "crate"})
+    for top in tops:
+        members = {m for m in modules if m.split("::")[0] == top}
+        inner = {(a, b) for a, b in edges if a in members and b in members}
+        level, busy = {}, set()
+
+        def depth(v):
+            if v in level:
+                return level[v]
+            if v in busy:
+                return None
+            busy.add(v)
+            ds = [depth(b) for a, b in inner if a == v]
+            busy.discard(v)
+            if any(d is None for d in ds):
+                return None
+            level[v] = 1 + max(ds) if ds else 0
+            return level[v]
+
+        ds = {m: depth(m) for m in members}
+        if any(d is None for d in ds.values()):
+            out[top] = None
+            continue
+        rows = [[] for _ in range(max(ds.values()) + 1)]
+        for m, d in ds.items():
+            rows[d].append(m)
+        out[top] = [sorted(r) for r in rows]
+    return out
+
+
 def main():
-    args = [a for a in sys.argv[1:] if a != "--dot"]
+    args = [a for a in sys.argv[1:] if a not in ("--dot", "--layers")]
     src = args[0] if args else "src"
     modules, edges = graph(src)
-    if "--dot" in sys.argv:
+    if "--layers" in sys.argv:
+        for top, rows in layers(modules, edges).items():
+            if rows is None:
+                print(f"{top}: cycle")
+                continue
+            print(f"{top}:")
+            for n, row in enumerate(rows):
+                print(f"  {n}: " + " ".join(row))
+    elif "--dot" in sys.argv:
         print("digraph modules {")
         for a, b in sorted(edges):
             print(f'  "{a}" -> "{b}";')

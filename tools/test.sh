@@ -26,6 +26,9 @@ cargo test --doc
 step "benchmark report arithmetic (python3 tools/bench/test_report.py)"
 python3 tools/bench/test_report.py
 
+step "module graph tool (python3 tools/test_modgraph.py)"
+python3 tools/test_modgraph.py
+
 if [ -x tools/conformance.sh ]; then
     step "tools/conformance.sh"
     tools/conformance.sh

@@ -14,12 +14,9 @@
 //! chmod ([`Fs::setattr_as`](super::Fs::setattr_as)), and the mode
 //! following a set access ACL ([`Fs::setxattr_as`](super::Fs::setxattr_as)).
 
-use super::codec::{Record, XATTR_VALUE_MAX};
-use super::engine::{wlock, LiveAccess};
+use super::codec::Record;
 use super::inode::Inode;
-use super::namespace::{guard, Edits, Guards};
-use super::privs::{self, Caller, Change};
-use super::{Attr, Creds, Error, FileKind, Fs, Ino, Timestamp, XattrSetMode};
+use super::{Creds, Error, FileKind, Ino};
 
 type FsResult<T> = super::Result<T>;
 
@@ -249,102 +246,14 @@ pub(crate) fn chmod_record(inode: &Inode, ino: Ino, perm: u32) -> Option<Record>
     })
 }
 
-fn parse_checked(value: &[u8]) -> FsResult<Acl> {
+pub(super) fn parse_checked(value: &[u8]) -> FsResult<Acl> {
     Acl::parse(value).map_err(|_| Error::Invalid("malformed POSIX ACL"))
-}
-
-impl Fs {
-    /// setxattr by `caller`, with the POSIX ACL rules: a default ACL must
-    /// be valid; an access ACL must be valid, is stored only if the mode
-    /// bits cannot express it, and sets the mode's permission bits (setgid
-    /// drops unless `caller` is in the file's group or holds CAP_FSETID:
-    /// `posix_acl_update_mode`), all in one transaction. Other names are
-    /// plain [`Fs::setxattr`].
-    pub fn setxattr_as(
-        &self,
-        ino: Ino,
-        name: &[u8],
-        value: &[u8],
-        mode: XattrSetMode,
-        caller: &dyn Caller,
-    ) -> FsResult<()> {
-        if name == ACCESS_XATTR {
-            self.set_access_acl(ino, value, mode, caller).map(|_| ())
-        } else {
-            if name == DEFAULT_XATTR {
-                parse_checked(value)?;
-            }
-            self.setxattr(ino, name, value, mode)
-        }
-    }
-
-    /// Sets the access ACL `value` of `ino` and the mode it implies, in one
-    /// transaction (none when neither changes). An ACL equal to the mode
-    /// bits replaces a stored one by none; `mode` (create/replace) applies
-    /// to a stored ACL only.
-    fn set_access_acl(
-        &self,
-        ino: Ino,
-        value: &[u8],
-        mode: XattrSetMode,
-        caller: &dyn Caller,
-    ) -> FsResult<Attr> {
-        let access = parse_checked(value)?;
-        if value.len() > XATTR_VALUE_MAX {
-            return Err(Error::TooBig);
-        }
-        self.mutating(|| {
-            let arc = self.inode(ino)?;
-            let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino)?;
-            if inode.deleted {
-                return Err(Error::NotFound);
-            }
-            let exists = inode.xattrs().contains_key(ACCESS_XATTR);
-            let mut records = Vec::new();
-            if access.is_equivalent_to_mode() {
-                if exists {
-                    records.push(Record::RemoveXattr {
-                        ino,
-                        name: ACCESS_XATTR.to_vec(),
-                    });
-                }
-            } else {
-                match mode {
-                    XattrSetMode::Create if exists => return Err(Error::Exists),
-                    XattrSetMode::Replace if !exists => return Err(Error::NoAttr),
-                    _ => {}
-                }
-                records.push(Record::SetXattr {
-                    ino,
-                    name: ACCESS_XATTR.to_vec(),
-                    value: value.to_vec(),
-                });
-            }
-            let old = inode.attrs.perm;
-            let perm = (old & 0o7000) | (access.permission_bits() & 0o777);
-            let (kind, gid) = (inode.attrs.kind, inode.attrs.gid);
-            let perm = privs::perm_after(Change::AccessAcl, kind, perm, gid, caller);
-            if records.is_empty() && perm == old {
-                return Ok(inode.to_attr(ino));
-            }
-            let mut edits = Edits::default();
-            let a = edits.attrs(&guards, ino)?;
-            a.perm = perm;
-            a.ctime = Timestamp::now();
-            edits.emit(&mut records);
-            let grows = records.iter().any(|r| matches!(r, Record::SetXattr { .. }));
-            let mut live = LiveAccess::new(&mut guards);
-            self.commit(&records, &mut live, grows)?;
-            drop(live);
-            Ok(guard(&guards, ino)?.to_attr(ino))
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::Timestamp;
 
     fn acl(entries: &[(u16, u16, u32)]) -> Acl {
         Acl {

@@ -4,7 +4,8 @@
 
 use super::codec::Record;
 use super::inode::{DirSlot, InoMap, Inode, ShardedInodes};
-use super::namespace::DIRENT_SIZE_BYTES;
+use super::limits::DIRENT_SIZE_BYTES;
+use super::locks::rlock;
 use super::space::Space;
 use super::{Error, FileKind, Ino, Result};
 
@@ -44,7 +45,7 @@ impl InodeAccess for ShardedInodes {
         let shared = self.remove(ino)?;
         Some(match std::sync::Arc::try_unwrap(shared) {
             Ok(lock) => lock.into_inner().unwrap_or_else(|e| e.into_inner()),
-            Err(shared) => super::engine::rlock(&shared).clone(),
+            Err(shared) => rlock(&shared).clone(),
         })
     }
 }

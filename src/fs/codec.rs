@@ -5,13 +5,13 @@
 //! and against the format's limits, and every enum tag is validated; a bad
 //! payload yields [`Error::Corrupt`], never a panic.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use super::data::MAX_FILE_BYTES;
 use super::inode::{
     Dir, DirSlot, Extent, ExtentMap, Inode, InodeAttrs, ShardedInodes, EXTENT_UNWRITTEN,
-    MAX_EXTENT_BLOCKS,
+};
+use super::limits::{
+    MAX_EXTENT_BLOCKS, MAX_FILE_BYTES, SYMLINK_MAX, XATTR_NAME_MAX, XATTR_VALUE_MAX,
 };
 use super::{Error, FileKind, Ino, Result, Timestamp, NAME_MAX};
 use crate::store::BLOCK_SIZE;
@@ -22,12 +22,6 @@ const CHECKPOINT_VERSION: u32 = 1;
 /// Transaction payload magic byte + version (one byte each).
 const TXN_MAGIC: u8 = 0xC7;
 const TXN_VERSION: u8 = 1;
-
-/// Longest symlink target (as Linux PATH_MAX).
-pub(crate) const SYMLINK_MAX: usize = 4095;
-/// Longest xattr name and value (Linux XATTR_NAME_MAX / XATTR_SIZE_MAX).
-pub(crate) const XATTR_NAME_MAX: usize = 255;
-pub(crate) const XATTR_VALUE_MAX: usize = 65536;
 
 /// One logical metadata change. A transaction is a list of records applied
 /// in order (by the live operation and, identically, by replay).
@@ -695,9 +689,6 @@ pub(crate) fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointState> {
         inodes,
     })
 }
-
-/// Convenience for tests and tools: xattrs map type.
-pub(crate) type XattrMap = BTreeMap<Vec<u8>, Vec<u8>>;
 
 #[cfg(test)]
 mod tests {

@@ -12,18 +12,13 @@ use std::collections::{btree_map, BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Bound, RangeBounds};
 
-use super::codec::XattrMap;
+use super::limits::MAX_EXTENT_BLOCKS;
 use super::space::Space;
 use super::{Error, FileKind, Ino, Result, Timestamp};
 
 /// The extent flag for blocks allocated by fallocate and never written:
 /// they read as zeros.
 pub(crate) const EXTENT_UNWRITTEN: u8 = 1;
-
-/// Longest extent, in blocks (128 MiB). Bounding it keeps owner-map lookups
-/// over a physical range bounded: entries overlapping `p` start at
-/// `p - MAX_EXTENT_BLOCKS + 1` or later.
-pub(crate) const MAX_EXTENT_BLOCKS: u64 = 32768;
 
 /// Persistent attributes of an inode (what `PutInode` carries).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -535,6 +530,9 @@ pub(crate) struct InodeExtra {
 }
 
 /// The xattrs of an inode without any.
+/// An inode's extended attributes, name → value.
+pub(crate) type XattrMap = BTreeMap<Vec<u8>, Vec<u8>>;
+
 static NO_XATTRS: XattrMap = XattrMap::new();
 
 /// One inode in DRAM.

@@ -12,17 +12,19 @@ mod access;
 pub mod acl;
 mod apply;
 mod codec;
-mod data;
-mod engine;
+mod filesystem;
 mod inode;
-mod namespace;
+mod limits;
+mod locks;
+mod ops;
 mod privs;
-mod scrub;
 mod space;
 mod text;
+mod txn;
+mod write_plan;
 
 pub use access::{may_access, may_dedupe_into, AtimeRule, MAY_EXEC, MAY_READ, MAY_WRITE};
-pub use engine::Fs;
+pub use filesystem::Fs;
 pub use privs::{Caller, Privileged};
 pub use text::{list_inodes, list_journal};
 

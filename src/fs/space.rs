@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use super::inode::MAX_EXTENT_BLOCKS;
+use super::limits::MAX_EXTENT_BLOCKS;
 use super::{Error, Ino, Result};
 use crate::store::PhysExtent;
 

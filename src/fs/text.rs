@@ -268,7 +268,7 @@ pub fn list_inodes(media: &dyn Media, sb: &Superblock, only: Option<u64>) -> Str
     let mut shown = 0usize;
     for ino in inos.into_iter().filter(|&i| only.is_none_or(|o| o == i)) {
         if let Some(inode) = state.inodes.get(ino) {
-            let inode = super::engine::rlock(inode);
+            let inode = super::locks::rlock(inode);
             let _ = write!(out, "{}", InodeText(ino, &inode));
             shown += 1;
         }

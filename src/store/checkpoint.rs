@@ -10,9 +10,9 @@
 //!   repeated in the superblock that publishes it, together with the
 //!   checkpoint generation.
 
+use super::layout::{PhysExtent, BLOCK_SIZE};
 use super::le::{le_u32, le_u64, put_u32, put_u64};
 use super::superblock::Superblock;
-use super::{PhysExtent, BLOCK_SIZE};
 use crate::media::Media;
 
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"COWDAXCP";

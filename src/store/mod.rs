@@ -28,29 +28,16 @@
 pub mod checkpoint;
 pub mod inspect;
 pub mod journal;
+mod layout;
 mod le;
 pub mod superblock;
 
 pub use inspect::{inspect, Inspection};
+pub use layout::{
+    Geometry, PhysExtent, BLOCK_SIZE, DEFAULT_JOURNAL_DIVISOR, DEFAULT_JOURNAL_MIN_BLOCKS,
+    MAX_JOURNAL_BLOCKS, MIN_JOURNAL_BLOCKS, MIN_POOL_BLOCKS,
+};
 pub use superblock::Superblock;
-
-pub const BLOCK_SIZE: u64 = 4096;
-/// Smallest journal ring accepted (explicit `journal_bytes`).
-pub const MIN_JOURNAL_BLOCKS: u64 = 4;
-/// Largest journal ring (256 MiB).
-pub const MAX_JOURNAL_BLOCKS: u64 = 65536;
-/// Default journal size bounds: 1/64 of the region clamped to [256 KiB, 256 MiB].
-pub const DEFAULT_JOURNAL_MIN_BLOCKS: u64 = 64;
-pub const DEFAULT_JOURNAL_DIVISOR: u64 = 64;
-/// The pool must have at least this many blocks.
-pub const MIN_POOL_BLOCKS: u64 = 16;
-
-/// A run of physical blocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PhysExtent {
-    pub start: u64,
-    pub len: u64,
-}
 
 /// Options for `mkfs`.
 #[derive(Clone, Debug, Default)]
@@ -104,16 +91,6 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
-
-/// Geometry of a formatted region, in blocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Geometry {
-    pub block_size: u64,
-    pub total_blocks: u64,
-    pub journal_start: u64,
-    pub journal_blocks: u64,
-    pub pool_start: u64,
-}
 
 /// What `Store::open` recovered, for the core to rebuild its state from.
 #[derive(Debug, Default)]

@@ -9,8 +9,10 @@
 //!   [`Superblock`] only through [`DecodedSuperblock::validate`], which checks
 //!   version, features and geometry before any arithmetic uses them.
 
+use super::layout::{
+    Geometry, BLOCK_SIZE, MAX_JOURNAL_BLOCKS, MIN_JOURNAL_BLOCKS, MIN_POOL_BLOCKS,
+};
 use super::le::{le_u32, le_u64, put_u32, put_u64};
-use super::{Geometry, BLOCK_SIZE};
 
 /// Magic at byte 0 of both superblocks.
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"COWDAXSB";
@@ -312,9 +314,7 @@ impl DecodedSuperblock {
         if sb.journal_start != JOURNAL_START_BLOCK {
             return invalid(format!("journal starts at block {}", sb.journal_start));
         }
-        if sb.journal_blocks < super::MIN_JOURNAL_BLOCKS
-            || sb.journal_blocks > super::MAX_JOURNAL_BLOCKS
-        {
+        if sb.journal_blocks < MIN_JOURNAL_BLOCKS || sb.journal_blocks > MAX_JOURNAL_BLOCKS {
             return invalid(format!("journal of {} blocks", sb.journal_blocks));
         }
         // journal_blocks is bounded above, so this cannot overflow.
@@ -325,7 +325,7 @@ impl DecodedSuperblock {
                 sb.journal_start + sb.journal_blocks
             ));
         }
-        if sb.total_blocks < sb.pool_start + super::MIN_POOL_BLOCKS {
+        if sb.total_blocks < sb.pool_start + MIN_POOL_BLOCKS {
             return invalid(format!(
                 "{} blocks in total leave no pool after block {}",
                 sb.total_blocks, sb.pool_start

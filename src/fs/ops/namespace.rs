@@ -1,22 +1,17 @@
-//! Namespace operations: lookup, create, link, unlink, rename, readdir,
-//! open/release, xattrs, statfs.
+//! Namespace operations: lookup, getattr, create (mknod, mkdir, symlink),
+//! readlink, link, unlink, rmdir, rename, readdir.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::RwLockWriteGuard;
-
-use super::acl::{self, Inherited};
-use super::codec::{self, Record, XATTR_NAME_MAX, XATTR_VALUE_MAX};
-use super::engine::{mlock, rlock, wlock, LiveAccess};
-use super::inode::{Inode, InodeAttrs};
-use super::{
-    Attr, Creds, DirEntry, Error, FileKind, Fs, Ino, RenameFlags, Result, StatFs, Timestamp,
-    XattrSetMode, NAME_MAX, ROOT_INO,
+use crate::fs::acl::{self, Inherited};
+use crate::fs::codec::{self, Record};
+use crate::fs::inode::{Inode, InodeAttrs};
+use crate::fs::limits::{DIRENT_SIZE_BYTES, LINK_MAX, SYMLINK_MAX};
+use crate::fs::locks::{mlock, rlock, wlock};
+use crate::fs::txn::{guard, Edits, Guards, LiveAccess};
+use crate::fs::{
+    Attr, Creds, DirEntry, Error, FileKind, Fs, Ino, RenameFlags, Result, Timestamp, NAME_MAX,
+    ROOT_INO,
 };
 
-/// Most hard links to one inode (and subdirectories + 2 of a directory).
-pub(crate) const LINK_MAX: u32 = 65000;
-/// Size a directory reports per entry.
-pub(crate) const DIRENT_SIZE_BYTES: u64 = 32;
 /// Bound on retries when a name is replaced between resolving and locking.
 const RESOLVE_RETRIES: usize = 64;
 
@@ -66,21 +61,6 @@ enum Origin {
     Caller { caller: Creds, umask: u32 },
 }
 
-pub(crate) type Guards<'a> = Vec<(Ino, RwLockWriteGuard<'a, Inode>)>;
-
-/// The locked inode `ino`. Callers only ask for inodes they locked; a miss
-/// is an internal error, reported as one rather than a panic.
-pub(crate) fn guard<'g, 'a>(
-    guards: &'g [(Ino, RwLockWriteGuard<'a, Inode>)],
-    ino: Ino,
-) -> Result<&'g Inode> {
-    guards
-        .iter()
-        .find(|(i, _)| *i == ino)
-        .map(|(_, g)| &**g)
-        .ok_or_else(|| Error::Internal(format!("inode {ino} not locked")))
-}
-
 /// POSIX rule for taking `target`'s directory entry away, by unlink/rmdir
 /// (`want_dir`: rmdir) or by a rename onto it (`want_dir`: the source is a
 /// directory): kinds must match, and a directory must be empty.
@@ -98,50 +78,7 @@ fn check_replaceable(target: &Inode, want_dir: bool) -> Result<()> {
     Ok(())
 }
 
-/// Attribute edits of one operation, emitted as PutInode/DeleteInode
-/// records after the entry records.
-#[derive(Default)]
-pub(crate) struct Edits {
-    attrs: BTreeMap<Ino, (InodeAttrs, Vec<u8>)>,
-    delete: BTreeSet<Ino>,
-}
-
-impl Edits {
-    pub fn attrs<'e>(
-        &'e mut self,
-        guards: &[(Ino, RwLockWriteGuard<'_, Inode>)],
-        ino: Ino,
-    ) -> Result<&'e mut InodeAttrs> {
-        use std::collections::btree_map::Entry;
-        let slot = match self.attrs.entry(ino) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => {
-                let g = guard(guards, ino)?;
-                v.insert((g.attrs.clone(), g.target().to_vec()))
-            }
-        };
-        Ok(&mut slot.0)
-    }
-    /// The attributes as edited so far, if `ino` has an edit.
-    pub fn edited(&self, ino: Ino) -> Option<&InodeAttrs> {
-        self.attrs.get(&ino).map(|(attrs, _)| attrs)
-    }
-    pub fn delete(&mut self, ino: Ino) {
-        self.delete.insert(ino);
-    }
-    pub fn emit(self, records: &mut Vec<Record>) {
-        for (ino, (attrs, target)) in self.attrs {
-            if !self.delete.contains(&ino) {
-                records.push(Record::PutInode { ino, attrs, target });
-            }
-        }
-        for ino in self.delete {
-            records.push(Record::DeleteInode { ino });
-        }
-    }
-}
-
-fn live_dir(inode: &Inode) -> Result<&super::inode::Dir> {
+fn live_dir(inode: &Inode) -> Result<&crate::fs::inode::Dir> {
     if inode.deleted {
         return Err(Error::NotFound);
     }
@@ -387,7 +324,7 @@ impl Fs {
         if target.is_empty() {
             return Err(Error::NotFound);
         }
-        if target.len() > codec::SYMLINK_MAX {
+        if target.len() > SYMLINK_MAX {
             return Err(Error::NameTooLong);
         }
         self.create_node(
@@ -887,184 +824,4 @@ impl Fs {
         }
         Ok(())
     }
-
-    /// An open file handle keeps an unlinked inode alive until `release`.
-    pub fn open_inode(&self, ino: Ino) -> Result<()> {
-        self.check_live()?;
-        let arc = self.inode(ino)?;
-        let mut inode = wlock(&arc);
-        if inode.deleted {
-            return Err(Error::NotFound);
-        }
-        inode.open_count = inode.open_count.saturating_add(1);
-        Ok(())
-    }
-
-    pub fn release_inode(&self, ino: Ino) -> Result<()> {
-        self.check_live()?;
-        let arc = self.inode(ino)?;
-        let (last, dirty, unlinked) = {
-            let mut inode = wlock(&arc);
-            if inode.deleted {
-                return Err(Error::NotFound);
-            }
-            inode.open_count = inode.open_count.saturating_sub(1);
-            (
-                inode.open_count == 0,
-                inode.attrs_dirty,
-                inode.attrs.nlink == 0,
-            )
-        };
-        if self.read_only {
-            return Ok(());
-        }
-        if last && unlinked {
-            return self.mutating(|| self.reclaim(ino));
-        }
-        if dirty {
-            return self.mutating(|| self.flush_attrs(ino));
-        }
-        Ok(())
-    }
-
-    /// Journal attributes changed lazily (in-place write timestamps).
-    pub(crate) fn flush_attrs(&self, ino: Ino) -> Result<()> {
-        let arc = self.inode(ino)?;
-        let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-        let inode = guard(&guards, ino)?;
-        if inode.deleted || !inode.attrs_dirty {
-            return Ok(());
-        }
-        let records = [Record::PutInode {
-            ino,
-            attrs: inode.attrs.clone(),
-            target: inode.target().to_vec(),
-        }];
-        let mut access = LiveAccess::new(&mut guards);
-        self.commit(&records, &mut access, false)?;
-        Ok(())
-    }
-
-    pub fn statfs(&self) -> Result<StatFs> {
-        self.check_live()?;
-        let space = mlock(&self.space);
-        let inodes = self.table.len();
-        let total_inodes = 1u64 << 32;
-        Ok(StatFs {
-            block_size: self.block_size(),
-            total_blocks: space.pool_blocks(),
-            free_blocks: space.available_blocks() + space.pending_blocks(),
-            total_inodes,
-            free_inodes: total_inodes.saturating_sub(inodes),
-            name_max: NAME_MAX as u32,
-        })
-    }
-
-    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        self.check_live()?;
-        check_xattr_name(name)?;
-        let arc = self.inode(ino)?;
-        let inode = rlock(&arc);
-        if inode.deleted {
-            return Err(Error::NotFound);
-        }
-        inode.xattrs().get(name).cloned().ok_or(Error::NoAttr)
-    }
-
-    pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrSetMode) -> Result<()> {
-        check_xattr_name(name)?;
-        if value.len() > XATTR_VALUE_MAX {
-            return Err(Error::TooBig);
-        }
-        self.mutating(|| {
-            let arc = self.inode(ino)?;
-            let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino)?;
-            if inode.deleted {
-                return Err(Error::NotFound);
-            }
-            check_xattr_kind(inode, name)?;
-            let exists = inode.xattrs().contains_key(name);
-            match mode {
-                XattrSetMode::Create if exists => return Err(Error::Exists),
-                XattrSetMode::Replace if !exists => return Err(Error::NoAttr),
-                _ => {}
-            }
-            let mut edits = Edits::default();
-            edits.attrs(&guards, ino)?.ctime = Timestamp::now();
-            let mut records = vec![Record::SetXattr {
-                ino,
-                name: name.to_vec(),
-                value: value.to_vec(),
-            }];
-            edits.emit(&mut records);
-            let mut access = LiveAccess::new(&mut guards);
-            self.commit(&records, &mut access, true)?;
-            Ok(())
-        })
-    }
-
-    pub fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
-        self.check_live()?;
-        let arc = self.inode(ino)?;
-        let inode = rlock(&arc);
-        if inode.deleted {
-            return Err(Error::NotFound);
-        }
-        Ok(inode.xattrs().keys().cloned().collect())
-    }
-
-    pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
-        check_xattr_name(name)?;
-        self.mutating(|| {
-            let arc = self.inode(ino)?;
-            let mut guards: Guards<'_> = vec![(ino, wlock(&arc))];
-            let inode = guard(&guards, ino)?;
-            if inode.deleted {
-                return Err(Error::NotFound);
-            }
-            if !inode.xattrs().contains_key(name) {
-                return Err(Error::NoAttr);
-            }
-            let mut edits = Edits::default();
-            edits.attrs(&guards, ino)?.ctime = Timestamp::now();
-            let mut records = vec![Record::RemoveXattr {
-                ino,
-                name: name.to_vec(),
-            }];
-            edits.emit(&mut records);
-            let mut access = LiveAccess::new(&mut guards);
-            self.commit(&records, &mut access, false)?;
-            Ok(())
-        })
-    }
-}
-
-/// Supported namespaces; name length as Linux (ERANGE when too long).
-fn check_xattr_name(name: &[u8]) -> Result<()> {
-    if name.is_empty() || name.len() > XATTR_NAME_MAX {
-        return Err(Error::Range);
-    }
-    let supported = [b"user.".as_slice(), b"trusted.", b"security."]
-        .iter()
-        .any(|p| name.len() > p.len() && name.starts_with(p))
-        || name == b"system.posix_acl_access"
-        || name == b"system.posix_acl_default";
-    if !supported {
-        return Err(Error::NotSupported);
-    }
-    Ok(())
-}
-
-/// `user.` xattrs only on regular files and directories (as Linux).
-fn check_xattr_kind(inode: &Inode, name: &[u8]) -> Result<()> {
-    if name.starts_with(b"user.")
-        && !matches!(inode.attrs.kind, FileKind::Regular | FileKind::Directory)
-    {
-        return Err(Error::Perm);
-    }
-    if name == b"system.posix_acl_default" && inode.attrs.kind != FileKind::Directory {
-        return Err(Error::Access);
-    }
-    Ok(())
 }

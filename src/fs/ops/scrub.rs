@@ -3,10 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use super::engine::{mlock, rlock, wlock};
-use super::inode::{InoMap, Inode, MAX_EXTENT_BLOCKS};
-use super::space::{RefRun, Space};
-use super::{CheckReport, Error, ExtentInfo, FileKind, Fs, Ino, Owner, Result, Usage, ROOT_INO};
+use crate::fs::inode::{InoMap, Inode};
+use crate::fs::limits::MAX_EXTENT_BLOCKS;
+use crate::fs::locks::{mlock, rlock, wlock};
+use crate::fs::space::{RefRun, Space};
+use crate::fs::{
+    CheckReport, Error, ExtentInfo, FileKind, Fs, Ino, Owner, Result, Usage, ROOT_INO,
+};
 use crate::store::BLOCK_SIZE;
 
 const BS: u64 = BLOCK_SIZE;

@@ -14,11 +14,13 @@
 //! never while waiting for another lock.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::apply::{apply, InodeAccess};
 use super::codec::{self, Record, Writer};
 use super::inode::{InoMap, Inode, InodeAttrs, ShardedInodes, INODE_SHARDS};
+use super::locks::{mlock, rlock, wlock};
+use super::txn::LiveAccess;
 use std::collections::BTreeMap;
 
 use super::space::{OwnerKey, RefRun, Space};
@@ -29,18 +31,6 @@ use crate::store::{Access, FormatOptions, PhysExtent, Store, StoreError, BLOCK_S
 const SHARDS: usize = INODE_SHARDS;
 
 pub(crate) use super::inode::InodeRef;
-
-pub(crate) fn rlock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    // A panicking thread must not take the filesystem down with it; the
-    // state under the lock is consistent between statements that matter.
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-pub(crate) fn wlock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
-pub(crate) fn mlock<T>(l: &Mutex<T>) -> MutexGuard<'_, T> {
-    l.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Sharded map ino → inode.
 pub(crate) struct InodeTable {
@@ -104,53 +94,6 @@ pub struct Fs {
     /// that every operation (an in-place write included) need not take the
     /// store lock, which a commit holds across its fence.
     journal_past_half: AtomicBool,
-}
-
-/// Inodes locked by one operation, plus those it creates and deletes.
-pub(crate) struct LiveAccess<'g, 'a> {
-    pub guards: &'g mut [(Ino, RwLockWriteGuard<'a, Inode>)],
-    pub created: Vec<(Ino, Inode)>,
-    pub deleted: Vec<Ino>,
-}
-
-impl<'g, 'a> LiveAccess<'g, 'a> {
-    pub fn new(guards: &'g mut [(Ino, RwLockWriteGuard<'a, Inode>)]) -> Self {
-        LiveAccess {
-            guards,
-            created: Vec::new(),
-            deleted: Vec::new(),
-        }
-    }
-}
-
-impl InodeAccess for LiveAccess<'_, '_> {
-    fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
-        if let Some(pos) = self
-            .guards
-            .iter()
-            .position(|(i, g)| *i == ino && !g.deleted)
-        {
-            return Some(&mut *self.guards[pos].1);
-        }
-        self.created
-            .iter_mut()
-            .find(|(i, _)| *i == ino)
-            .map(|(_, inode)| inode)
-    }
-    fn create(&mut self, ino: Ino, inode: Inode) {
-        self.created.push((ino, inode));
-    }
-    fn delete(&mut self, ino: Ino) -> Option<Inode> {
-        let pos = self
-            .guards
-            .iter()
-            .position(|(i, g)| *i == ino && !g.deleted)?;
-        let guard = &mut self.guards[pos].1;
-        let mut tomb = Inode::new(guard.attrs.clone(), Vec::new());
-        tomb.deleted = true;
-        self.deleted.push(ino);
-        Some(std::mem::replace(&mut **guard, tomb))
-    }
 }
 
 impl Fs {
