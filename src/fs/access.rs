@@ -81,23 +81,7 @@ mod tests {
     use super::*;
 
     fn attr(kind: FileKind, perm: u32, uid: u32, gid: u32) -> Attr {
-        Attr {
-            ino: 2,
-            kind,
-            perm,
-            nlink: 1,
-            uid,
-            gid,
-            rdev: 0,
-            size: 0,
-            blocks: 0,
-            atime: Timestamp::default(),
-            mtime: Timestamp::default(),
-            ctime: Timestamp::default(),
-            btime: Timestamp::default(),
-            generation: 1,
-            blksize: 4096,
-        }
+        Attr::for_tests(kind, perm, uid, gid)
     }
 
     #[test]

@@ -252,6 +252,31 @@ pub struct Attr {
     pub blksize: u32,
 }
 
+impl Attr {
+    /// A plain inode 2 of `kind` with the given mode bits and owner, for
+    /// unit tests of permission rules.
+    #[cfg(test)]
+    pub(crate) fn for_tests(kind: FileKind, perm: u32, uid: u32, gid: u32) -> Attr {
+        Attr {
+            ino: 2,
+            kind,
+            perm,
+            nlink: 1,
+            uid,
+            gid,
+            rdev: 0,
+            size: 0,
+            blocks: 0,
+            atime: Timestamp::default(),
+            mtime: Timestamp::default(),
+            ctime: Timestamp::default(),
+            btime: Timestamp::default(),
+            generation: 1,
+            blksize: 4096,
+        }
+    }
+}
+
 /// The result of a data change by a [`Caller`], and whether the change
 /// also dropped setuid/setgid: a cached copy of the mode is then stale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
