@@ -88,7 +88,7 @@ daemon_pids() {
     local proc arg
     local -a args
     for proc in /proc/[0-9]*; do
-        mapfile -d '' args <"$proc/cmdline" 2>/dev/null || continue
+        { mapfile -d '' args <"$proc/cmdline"; } 2>/dev/null || continue
         for arg in "${args[@]}"; do
             if [ "$arg" = "$mnt" ]; then
                 echo "${proc#/proc/}"
@@ -261,7 +261,10 @@ timeout 30 /usr/sbin/cowdax shim disable || die "cowdax shim disable failed"
 if grep -qs libcowdax_preload /etc/ld.so.preload; then
     die "/etc/ld.so.preload still names the shim: $(cat /etc/ld.so.preload)"
 fi
-timeout 30 /usr/sbin/cowdax shim status || die "cowdax shim status failed with the shim disabled"
+# Exit 3: disabled.
+status=0
+timeout 30 /usr/sbin/cowdax shim status || status=$?
+[ "$status" -eq 3 ] || die "cowdax shim status exits $status with the shim disabled, not 3"
 if as_nobody "cp --reflink=always '$mnt/a' '$mnt/shared/after'"; then
     die "cp --reflink=always still succeeds after cowdax shim disable"
 fi
@@ -270,7 +273,7 @@ echo "cp --reflink=always fails again"
 step "umount, fsck.cowdax -n"
 unmount
 timeout 120 /usr/sbin/fsck.cowdax -n "$image" || die "fsck.cowdax -n $image is not clean"
-timeout 120 fsck -t cowdax -n "$image" || die "fsck -t cowdax -n $image (fsck(8) finding fsck.cowdax) is not clean"
+timeout 120 fsck -V -t cowdax -n "$image" || die "fsck -t cowdax -n $image (fsck(8) finding fsck.cowdax) is not clean"
 
 step "dpkg -r cowdax (with the shim enabled: prerm disables it)"
 timeout 30 /usr/sbin/cowdax shim enable || die "cowdax shim enable (again) failed"
