@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::fuse::daemon::{self, MountRequest, EXIT_USAGE};
 use crate::fuse::options::MountOptions;
@@ -80,6 +80,11 @@ struct MountArgs {
     /// Internal: debug logging in the detached daemon.
     #[arg(long = "debug-log", hide = true)]
     debug_log: bool,
+}
+
+/// The mount command's parser, for its manual page and completions.
+pub(crate) fn command() -> clap::Command {
+    MountArgs::command()
 }
 
 /// Runs the mount command with the arguments after the program name (and
