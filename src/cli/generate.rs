@@ -71,60 +71,111 @@ pub struct Page {
     pub text: String,
 }
 
-/// Every page `cowdax generate man` writes.
-pub fn man_pages() -> Vec<Page> {
-    let mut cli = Cli::command();
+/// A page generated from a clap command.
+struct Spec {
+    /// Page name (file NAME.8).
+    name: String,
+    /// How the command is run (the synopsis).
+    bin_name: String,
+    cmd: Command,
+    notes: Notes,
+    /// Hand-written roff sections appended to the generated ones.
+    hand_written: &'static [&'static str],
+}
+
+/// The pages generated from clap commands, and the `cowdax-NAME` pages
+/// that only point to another page (name, target).
+fn specs() -> (Vec<Spec>, Vec<(String, &'static str)>) {
+    // Without clap's `help` subcommand: it would be listed as a page
+    // cowdax-help(8) that does not exist; `--help` is documented.
+    let mut cli = Cli::command().disable_help_subcommand(true);
     cli.build();
-    let mut pages = vec![page(
-        cli.clone(),
-        "cowdax",
-        "cowdax",
-        Notes::Include,
-        &[MOUNT_OPTIONS_ROFF, COWDAX_ROFF],
-    )];
-    // `help` is clap's own subcommand, documented by cowdax(8).
-    for sub in cli
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-    {
+    let mut specs = Vec::new();
+    let mut redirects = Vec::new();
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("cowdax-{}", sub.get_name());
+        let bin_name = format!("cowdax {}", sub.get_name());
         match sub.get_name() {
             // Documented under their own program names; the cowdax-NAME
             // page (which the subcommand list names) points there.
-            "mkfs" => pages.push(redirect(&name, "mkfs.cowdax")),
-            "fsck" => pages.push(redirect(&name, "fsck.cowdax")),
+            "mkfs" => redirects.push((name, "mkfs.cowdax")),
+            "fsck" => redirects.push((name, "fsck.cowdax")),
             // The real parser of `cowdax mount` is its own command (the
             // subcommand only passes its arguments through).
-            "mount" => pages.push(page(
-                super::mount::command(),
-                &name,
-                "cowdax mount",
-                Notes::Skip,
-                &[MOUNT_OPTIONS_ROFF, MOUNT_ROFF],
-            )),
-            _ => pages.push(page(
-                sub.clone(),
-                &name,
-                &format!("cowdax {}", sub.get_name()),
-                Notes::Include,
-                &[],
-            )),
+            "mount" => specs.push(Spec {
+                name,
+                bin_name,
+                cmd: super::mount::command(),
+                notes: Notes::Skip,
+                hand_written: &[MOUNT_OPTIONS_ROFF, MOUNT_ROFF],
+            }),
+            _ => specs.push(Spec {
+                name,
+                bin_name,
+                cmd: sub.clone(),
+                notes: Notes::Include,
+                hand_written: &[],
+            }),
         }
     }
-    pages.push(page(
-        MkfsProgram::command(),
-        "mkfs.cowdax",
-        "mkfs.cowdax",
-        Notes::Include,
-        &[],
-    ));
-    pages.push(page(
-        FsckProgram::command(),
-        "fsck.cowdax",
-        "fsck.cowdax",
-        Notes::Skip,
-        &[FSCK_ROFF],
-    ));
+    specs.insert(
+        0,
+        Spec {
+            name: "cowdax".to_string(),
+            bin_name: "cowdax".to_string(),
+            cmd: cli,
+            notes: Notes::Include,
+            hand_written: &[MOUNT_OPTIONS_ROFF, COWDAX_ROFF],
+        },
+    );
+    specs.push(Spec {
+        name: "mkfs.cowdax".to_string(),
+        bin_name: "mkfs.cowdax".to_string(),
+        cmd: MkfsProgram::command(),
+        notes: Notes::Include,
+        hand_written: &[],
+    });
+    specs.push(Spec {
+        name: "fsck.cowdax".to_string(),
+        bin_name: "fsck.cowdax".to_string(),
+        cmd: FsckProgram::command(),
+        notes: Notes::Skip,
+        hand_written: &[FSCK_ROFF],
+    });
+    (specs, redirects)
+}
+
+/// Each page generated from a clap command: its name (file NAME.8) and
+/// the command whose options it documents. Tests check the pages against
+/// these.
+pub fn documented_commands() -> Vec<(String, Command)> {
+    specs()
+        .0
+        .into_iter()
+        .map(|spec| (spec.name, spec.cmd))
+        .collect()
+}
+
+/// Every page `cowdax generate man` writes.
+pub fn man_pages() -> Vec<Page> {
+    let (specs, redirects) = specs();
+    let mut pages: Vec<Page> = specs
+        .into_iter()
+        .map(|spec| {
+            page(
+                spec.cmd,
+                &spec.name,
+                &spec.bin_name,
+                spec.notes,
+                spec.hand_written,
+            )
+        })
+        .collect();
+    pages.extend(
+        redirects
+            .iter()
+            .map(|(name, target)| redirect(name, target)),
+    );
     pages.push(Page {
         file_name: "libcowdax_preload.8".to_string(),
         text: PRELOAD_PAGE.to_string(),
