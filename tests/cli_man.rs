@@ -385,3 +385,16 @@ fn version_names_the_on_media_format_versions() {
     assert_exit(&output, 0);
     assert_eq!(stdout(&output), format!("mkfs.cowdax {expected}"));
 }
+
+#[test]
+fn every_mount_option_the_parser_accepts_appears_in_mount_help() {
+    let output = cowdax(&["mount", "--help"]);
+    assert_exit(&output, 0);
+    let help = stdout(&output);
+    for option in mount_options_of_the_parser() {
+        assert!(
+            contains_word(&help, &option),
+            "`cowdax mount --help` does not list mount option {option}:\n{help}"
+        );
+    }
+}
