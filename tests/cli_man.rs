@@ -39,7 +39,7 @@ fn contains_word(text: &str, word: &str) -> bool {
     text.match_indices(word).any(|(at, _)| {
         let before = text[..at].chars().next_back();
         let after = text[at + word.len()..].chars().next();
-        !before.is_some_and(is_name) && !(after.is_some_and(is_name) && !word.ends_with('='))
+        !before.is_some_and(is_name) && (!after.is_some_and(is_name) || word.ends_with('='))
     })
 }
 

@@ -349,3 +349,40 @@ fn write_completions(dir: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_lines_cannot_become_roff_requests() {
+        let roff = notes_section(".TH evil\n'br\na \\fB b\nplain");
+        assert_eq!(
+            roff,
+            ".SH NOTES\n.nf\n\\&.TH evil\n\\&'br\na \\efB b\nplain\n.fi\n"
+        );
+    }
+
+    #[test]
+    fn non_ascii_becomes_groff_escapes() {
+        assert_eq!(escape_non_ascii("a … b"), "a \\[u2026] b");
+    }
+
+    #[test]
+    fn every_page_has_a_unique_file_name_and_a_title() {
+        let pages = man_pages();
+        let mut names: Vec<&str> = pages.iter().map(|p| p.file_name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), pages.len());
+        for page in &pages {
+            assert!(
+                page.text.contains("\n.TH ")
+                    || page.text.starts_with(".TH ")
+                    || page.text.starts_with(".so man8/"),
+                "{}",
+                page.file_name
+            );
+        }
+    }
+}
