@@ -14,10 +14,17 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Args, Command, CommandFactory, Subcommand};
+use clap::{Args, Command, Subcommand};
 use clap_complete::Shell;
 
-use super::{Cli, FsckProgram, MkfsProgram};
+/// The command trees of the three programs (`cowdax`, `mkfs.cowdax`,
+/// `fsck.cowdax`), handed in by the dispatcher that defines them
+/// (`cli::programs()`), so that this module does not import it back.
+pub struct Programs {
+    pub cowdax: Command,
+    pub mkfs: Command,
+    pub fsck: Command,
+}
 
 /// Hand-written sections (roff), appended after the generated ones.
 /// The `-o` options and the fstab form: in cowdax(8) and cowdax-mount(8).
@@ -51,10 +58,10 @@ enum GenerateCmd {
     },
 }
 
-pub fn run(args: &GenerateArgs) -> i32 {
+pub fn run(args: &GenerateArgs, programs: &Programs) -> i32 {
     let result = match &args.what {
-        GenerateCmd::Man { dir } => write_man_pages(dir),
-        GenerateCmd::Completions { dir } => write_completions(dir),
+        GenerateCmd::Man { dir } => write_man_pages(programs, dir),
+        GenerateCmd::Completions { dir } => write_completions(programs, dir),
     };
     match result {
         Ok(()) => 0,
@@ -85,10 +92,10 @@ struct Spec {
 
 /// The pages generated from clap commands, and the `cowdax-NAME` pages
 /// that only point to another page (name, target).
-fn specs() -> (Vec<Spec>, Vec<(String, &'static str)>) {
+fn specs(programs: &Programs) -> (Vec<Spec>, Vec<(String, &'static str)>) {
     // Without clap's `help` subcommand: it would be listed as a page
     // cowdax-help(8) that does not exist; `--help` is documented.
-    let mut cli = Cli::command().disable_help_subcommand(true);
+    let mut cli = programs.cowdax.clone().disable_help_subcommand(true);
     cli.build();
     let mut specs = Vec::new();
     let mut redirects = Vec::new();
@@ -131,14 +138,14 @@ fn specs() -> (Vec<Spec>, Vec<(String, &'static str)>) {
     specs.push(Spec {
         name: "mkfs.cowdax".to_string(),
         bin_name: "mkfs.cowdax".to_string(),
-        cmd: MkfsProgram::command(),
+        cmd: programs.mkfs.clone(),
         notes: Notes::Include,
         hand_written: &[],
     });
     specs.push(Spec {
         name: "fsck.cowdax".to_string(),
         bin_name: "fsck.cowdax".to_string(),
-        cmd: FsckProgram::command(),
+        cmd: programs.fsck.clone(),
         notes: Notes::Skip,
         hand_written: &[FSCK_ROFF],
     });
@@ -148,8 +155,8 @@ fn specs() -> (Vec<Spec>, Vec<(String, &'static str)>) {
 /// Each page generated from a clap command: its name (file NAME.8) and
 /// the command whose options it documents. Tests check the pages against
 /// these.
-pub fn documented_commands() -> Vec<(String, Command)> {
-    specs()
+pub fn documented_commands(programs: &Programs) -> Vec<(String, Command)> {
+    specs(programs)
         .0
         .into_iter()
         .map(|spec| (spec.name, spec.cmd))
@@ -157,8 +164,8 @@ pub fn documented_commands() -> Vec<(String, Command)> {
 }
 
 /// Every page `cowdax generate man` writes.
-pub fn man_pages() -> Vec<Page> {
-    let (specs, redirects) = specs();
+pub fn man_pages(programs: &Programs) -> Vec<Page> {
+    let (specs, redirects) = specs(programs);
     let mut pages: Vec<Page> = specs
         .into_iter()
         .map(|spec| {
@@ -280,10 +287,10 @@ fn redirect(name: &str, target: &str) -> Page {
     }
 }
 
-fn write_man_pages(dir: &Path) -> anyhow::Result<()> {
+fn write_man_pages(programs: &Programs, dir: &Path) -> anyhow::Result<()> {
     let man8 = dir.join("man8");
     std::fs::create_dir_all(&man8).with_context(|| format!("creating {}", man8.display()))?;
-    for page in man_pages() {
+    for page in man_pages(programs) {
         let path = man8.join(&page.file_name);
         std::fs::write(&path, page.text).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -302,10 +309,10 @@ const COMPLETION_DIRS: [(Shell, &str, &str, &str); 3] = [
 ];
 
 /// The program names completed, each with its command tree.
-pub fn completion_commands() -> Vec<(&'static str, Command)> {
+pub fn completion_commands(programs: &Programs) -> Vec<(&'static str, Command)> {
     // `cowdax mount` passes its arguments to its own parser; complete
     // that parser's options rather than the pass-through argument.
-    let cowdax = Cli::command().mut_subcommand("mount", |sub| {
+    let cowdax = programs.cowdax.clone().mut_subcommand("mount", |sub| {
         let mount = super::mount::command().name("mount");
         match sub.get_about() {
             Some(about) => mount.about(about.clone()),
@@ -314,8 +321,8 @@ pub fn completion_commands() -> Vec<(&'static str, Command)> {
     });
     vec![
         ("cowdax", cowdax),
-        ("mkfs.cowdax", MkfsProgram::command()),
-        ("fsck.cowdax", FsckProgram::command()),
+        ("mkfs.cowdax", programs.mkfs.clone()),
+        ("fsck.cowdax", programs.fsck.clone()),
     ]
 }
 
@@ -327,10 +334,10 @@ pub fn completion_script(shell: Shell, program: &str, mut cmd: Command) -> Vec<u
 }
 
 /// The files `cowdax generate completions DIR` writes, relative to DIR.
-pub fn completion_files() -> Vec<(PathBuf, Vec<u8>)> {
+pub fn completion_files(programs: &Programs) -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
     for (shell, dir, prefix, suffix) in COMPLETION_DIRS {
-        for (program, cmd) in completion_commands() {
+        for (program, cmd) in completion_commands(programs) {
             let path = Path::new(dir).join(format!("{prefix}{program}{suffix}"));
             files.push((path, completion_script(shell, program, cmd)));
         }
@@ -338,8 +345,8 @@ pub fn completion_files() -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
-fn write_completions(dir: &Path) -> anyhow::Result<()> {
-    for (relative, script) in completion_files() {
+fn write_completions(programs: &Programs, dir: &Path) -> anyhow::Result<()> {
+    for (relative, script) in completion_files(programs) {
         let path = dir.join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -370,7 +377,7 @@ mod tests {
 
     #[test]
     fn every_page_has_a_unique_file_name_and_a_title() {
-        let pages = man_pages();
+        let pages = man_pages(&crate::cli::programs());
         let mut names: Vec<&str> = pages.iter().map(|p| p.file_name.as_str()).collect();
         names.sort();
         names.dedup();

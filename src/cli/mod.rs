@@ -234,7 +234,17 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Df(args) => df::run(&args),
         Command::Counters(args) => counters::run(&args),
         Command::Mount { args } => mount::run(&args),
-        Command::Generate(args) => generate::run(&args),
+        Command::Generate(args) => generate::run(&args, &programs()),
+    }
+}
+
+/// The command trees of the three program names, for the manual pages and
+/// completions (`cowdax generate`).
+pub fn programs() -> generate::Programs {
+    generate::Programs {
+        cowdax: Cli::command(),
+        mkfs: MkfsProgram::command(),
+        fsck: FsckProgram::command(),
     }
 }
 
