@@ -116,13 +116,7 @@ fn specs(programs: &Programs) -> (Vec<Spec>, Vec<(String, &'static str)>) {
                 notes: Notes::Skip,
                 hand_written: &[MOUNT_OPTIONS_ROFF, MOUNT_ROFF],
             }),
-            _ => specs.push(Spec {
-                name,
-                bin_name,
-                cmd: sub.clone(),
-                notes: Notes::Include,
-                hand_written: &[],
-            }),
+            _ => push_with_subcommands(&mut specs, name, bin_name, sub.clone()),
         }
     }
     specs.insert(
@@ -150,6 +144,28 @@ fn specs(programs: &Programs) -> (Vec<Spec>, Vec<(String, &'static str)>) {
         hand_written: &[FSCK_ROFF],
     });
     (specs, redirects)
+}
+
+/// The page of `cmd` and, if it has subcommands of its own (`cowdax X Y`),
+/// one page for each of them (`cowdax-X-Y`), as its SUBCOMMANDS section
+/// names them.
+fn push_with_subcommands(specs: &mut Vec<Spec>, name: String, bin_name: String, cmd: Command) {
+    let cmd = cmd.disable_help_subcommand(true);
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        push_with_subcommands(
+            specs,
+            format!("{name}-{}", sub.get_name()),
+            format!("{bin_name} {}", sub.get_name()),
+            sub.clone(),
+        );
+    }
+    specs.push(Spec {
+        name,
+        bin_name,
+        cmd,
+        notes: Notes::Include,
+        hand_written: &[],
+    });
 }
 
 /// Each page generated from a clap command: its name (file NAME.8) and
@@ -373,6 +389,32 @@ mod tests {
     #[test]
     fn non_ascii_becomes_groff_escapes() {
         assert_eq!(escape_non_ascii("a … b"), "a \\[u2026] b");
+    }
+
+    #[test]
+    fn nested_subcommands_get_pages_of_their_own() {
+        let nested = Command::new("cowdax").subcommand(
+            Command::new("shim")
+                .about("system-wide shim")
+                .subcommand(Command::new("enable").arg(clap::Arg::new("x").long("xx"))),
+        );
+        let programs = Programs {
+            cowdax: nested,
+            mkfs: Command::new("mkfs.cowdax"),
+            fsck: Command::new("fsck.cowdax"),
+        };
+        let pages = man_pages(&programs);
+        let page = |name: &str| {
+            pages
+                .iter()
+                .find(|p| p.file_name == name)
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        assert!(page("cowdax-shim.8")
+            .text
+            .contains("cowdax\\-shim\\-enable(8)"));
+        assert!(page("cowdax-shim-enable.8").text.contains("\\-\\-xx"));
+        assert!(!pages.iter().any(|p| p.file_name.contains("help")));
     }
 
     #[test]
