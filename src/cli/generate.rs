@@ -182,6 +182,15 @@ pub fn documented_commands(programs: &Programs) -> Vec<(String, Command)> {
 /// Every page `cowdax generate man` writes.
 pub fn man_pages(programs: &Programs) -> Vec<Page> {
     let (specs, redirects) = specs(programs);
+    // cowdax(8) refers to every other page (a new subcommand's too).
+    let mut see_also: Vec<String> = specs
+        .iter()
+        .map(|spec| spec.name.clone())
+        .filter(|name| name != "cowdax")
+        .chain(["libcowdax_preload".to_string()])
+        .map(|name| format!(".BR {} (8),\n", name.replace('-', "\\-")))
+        .collect();
+    see_also.sort();
     let mut pages: Vec<Page> = specs
         .into_iter()
         .map(|spec| {
@@ -194,6 +203,13 @@ pub fn man_pages(programs: &Programs) -> Vec<Page> {
             )
         })
         .collect();
+    if let Some(cowdax) = pages.iter_mut().find(|page| page.file_name == "cowdax.8") {
+        cowdax.text.push_str(".SH SEE ALSO\n");
+        cowdax.text.push_str(&see_also.concat());
+        cowdax
+            .text
+            .push_str(".BR mount.fuse3 (8),\n.BR fstab (5)\n");
+    }
     pages.extend(
         redirects
             .iter()
