@@ -27,6 +27,9 @@ declare -A package_of=(
     [losetup]=util-linux
     [fio]=fio
     [cc]=build-essential
+    # tests/cli_man.rs renders every manual page with both.
+    [groff]=groff-base
+    [man]=man-db
 )
 missing=()
 for command in "${!package_of[@]}"; do
