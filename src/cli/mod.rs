@@ -13,11 +13,13 @@ pub mod dump;
 pub mod extents;
 pub mod fsck;
 pub mod fsmap;
+pub mod generate;
 pub mod ioctl_client;
 pub mod mkfs;
 pub mod mount;
 pub mod open;
 pub mod probe;
+pub mod version;
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -49,7 +51,7 @@ Run `cowdax COMMAND --help` for the options of each command.";
 #[derive(Parser, Debug)]
 #[command(
     name = "cowdax",
-    version,
+    version = version::VERSION_LINE.as_str(),
     about = "A userspace DAX filesystem for persistent memory (reflink, dedupe, copy-on-write) over FUSE",
     long_about = LONG_ABOUT,
     after_help = EXAMPLES,
@@ -95,13 +97,16 @@ enum Command {
         )]
         args: Vec<OsString>,
     },
+    /// Write the manual pages or shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 /// `mkfs.cowdax …`: the mkfs subcommand as a program of its own.
 #[derive(Parser, Debug)]
 #[command(
     name = "mkfs.cowdax",
-    version,
+    version = version::VERSION_LINE.as_str(),
     about = "Create a cowdax filesystem on an image file or a device (same as `cowdax mkfs`)"
 )]
 struct MkfsProgram {
@@ -113,7 +118,7 @@ struct MkfsProgram {
 #[derive(Parser, Debug)]
 #[command(
     name = "fsck.cowdax",
-    version,
+    version = version::VERSION_LINE.as_str(),
     about = "Check and repair a cowdax filesystem (same as `cowdax fsck`)"
 )]
 struct FsckProgram {
@@ -229,6 +234,17 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Df(args) => df::run(&args),
         Command::Counters(args) => counters::run(&args),
         Command::Mount { args } => mount::run(&args),
+        Command::Generate(args) => generate::run(&args, &programs()),
+    }
+}
+
+/// The command trees of the three program names, for the manual pages and
+/// completions (`cowdax generate`).
+pub fn programs() -> generate::Programs {
+    generate::Programs {
+        cowdax: Cli::command(),
+        mkfs: MkfsProgram::command(),
+        fsck: FsckProgram::command(),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::fuse::daemon::{self, MountRequest, EXIT_USAGE};
 use crate::fuse::options::MountOptions;
@@ -15,13 +15,17 @@ Mount options (-o, comma-separated, may repeat):
   allow_other, allow_root        let other users (or root) use the mount;
                                  permission checks stay on
   default_permissions            kernel checks mode bits and POSIX ACLs (default)
+  no_default_permissions         no kernel permission checks (not with
+                                 allow_other/allow_root)
   dev/nodev, suid/nosuid, exec/noexec, sync/async, dirsync
-  atime, strictatime, relatime (default), noatime, nodiratime
+  atime, strictatime, relatime (default), noatime, nodiratime, diratime
                                  (strictatime: reads bypass the page cache,
                                  so every read reaches the daemon)
   fsname=NAME                    source shown by mount/df (default: SOURCE)
   subtype=cowdax                 accepted; the type is always fuse.cowdax
   auto_unmount                   unmount if the daemon dies (needs allow_other/allow_root)
+  remount                        change the flags of a live mount
+                                 (mount -o remount,ro MOUNTPOINT)
   threads=N                      worker threads (default: one per CPU)
   cache=auto|page|direct         which opens use the kernel page cache:
                                  auto (default) caches read-only opens and
@@ -29,7 +33,8 @@ Mount options (-o, comma-separated, may repeat):
                                  caches every open; direct none, like DAX.
                                  mmap works in every mode
   direct_io, nodirect_io         the same as cache=direct, cache=page
-  writeback_cache, nowriteback_cache
+                                 (also no_direct_io)
+  writeback_cache, nowriteback_cache (also no_writeback_cache)
                                  kernel write-back caching (default: off;
                                  implies cache=page)
   max_write=SIZE                 largest write request, up to 1M (default 1M)
@@ -47,8 +52,11 @@ Mount options (-o, comma-separated, may repeat):
                                  kernel cache lifetimes (default 60)
 SIZE as for mkfs --size: bytes, or with a binary unit K, M, G (any case,
   K = KB = KiB), e.g. max_write=1MiB, max_readahead=512K.
-Ignored (used by mount(8) and fstab): defaults, auto, noauto, user, users,
-  nofail, _netdev, owner, group, comment=…, x-…
+Ignored (used by mount(8) and fstab): defaults, auto, noauto, user, nouser,
+  users, nofail, _netdev, owner, group, loop, discard, nodiscard, user_xattr,
+  nonempty, comment=…, user=…, helper=…, x-…; and what the kernel shows
+  for every FUSE mount and mount(8) passes back on remount: user_id=…,
+  group_id=…, rootmode=…, max_read=…, blksize=…
 Anything else is refused.
 
 Exit status: 0 once the mount is live; 1 for a usage or option error;
@@ -80,6 +88,11 @@ struct MountArgs {
     /// Internal: debug logging in the detached daemon.
     #[arg(long = "debug-log", hide = true)]
     debug_log: bool,
+}
+
+/// The mount command's parser, for its manual page and completions.
+pub(crate) fn command() -> clap::Command {
+    MountArgs::command()
 }
 
 /// Runs the mount command with the arguments after the program name (and

@@ -18,10 +18,10 @@ use crate::store::BLOCK_SIZE;
 
 /// Checkpoint payload magic and version.
 const CHECKPOINT_MAGIC: &[u8; 8] = b"CDXCKPT\0";
-const CHECKPOINT_VERSION: u32 = 1;
+pub const CHECKPOINT_VERSION: u32 = 1;
 /// Transaction payload magic byte + version (one byte each).
 const TXN_MAGIC: u8 = 0xC7;
-const TXN_VERSION: u8 = 1;
+pub const TXN_VERSION: u8 = 1;
 
 /// One logical metadata change. A transaction is a list of records applied
 /// in order (by the live operation and, identically, by replay).

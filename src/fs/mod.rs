@@ -24,6 +24,7 @@ mod txn;
 mod write_plan;
 
 pub use access::{may_access, may_dedupe_into, AtimeRule, MAY_EXEC, MAY_READ, MAY_WRITE};
+pub use codec::{CHECKPOINT_VERSION, TXN_VERSION};
 pub use filesystem::Fs;
 pub use privs::{Caller, Privileged};
 pub use text::{list_inodes, list_journal};
