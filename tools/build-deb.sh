@@ -22,6 +22,7 @@
 #   /usr/lib/MULTIARCH/libcowdax_preload.so        the LD_PRELOAD shim
 #   /usr/share/man/man8/*.8.gz                     `cowdax generate man`
 #   /usr/share/bash-completion, zsh, fish          `cowdax generate completions`
+#       (for cowdax, mkfs.cowdax and fsck.cowdax)
 #   /usr/share/doc/cowdax/                         README.md, docs/*.md,
 #       copyright (machine-readable), changelog.Debian.gz
 # Depends: fuse3 and the shared libraries dpkg-shlibdeps finds (libc6, …).
@@ -107,11 +108,17 @@ for name in cowdax mkfs.cowdax fsck.cowdax; do
 done
 
 # Shell completions.
+# Shell completions, for each of the three names.
 "$binary" generate completions "$scratch/completions" || die "cowdax generate completions failed"
-for completion in bash-completion/completions/cowdax zsh/vendor-completions/_cowdax \
-    fish/vendor_completions.d/cowdax.fish; do
-    [ -s "$scratch/completions/$completion" ] || die "cowdax generate completions wrote no $completion"
-    install -D -m 0644 "$scratch/completions/$completion" "$stage/usr/share/$completion"
+for name in cowdax mkfs.cowdax fsck.cowdax; do
+    for completion in "bash-completion/completions/$name" "zsh/vendor-completions/_$name" \
+        "fish/vendor_completions.d/$name.fish"; do
+        [ -s "$scratch/completions/$completion" ] || die "cowdax generate completions wrote no $completion"
+    done
+done
+for dir in bash-completion/completions zsh/vendor-completions fish/vendor_completions.d; do
+    install -d "$stage/usr/share/$dir"
+    install -m 0644 "$scratch/completions/$dir"/* "$stage/usr/share/$dir/"
 done
 
 # Documentation.

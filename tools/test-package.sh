@@ -171,7 +171,8 @@ dpkg-query -W -f '${Conffiles}\n' cowdax | awk 'NF { print $1 }' >"$work/conffil
 for file in /usr/sbin/cowdax "$shim_path" /usr/share/man/man8/cowdax.8.gz \
     /usr/share/man/man8/mkfs.cowdax.8.gz /usr/share/man/man8/fsck.cowdax.8.gz \
     /usr/share/bash-completion/completions/cowdax /usr/share/zsh/vendor-completions/_cowdax \
-    /usr/share/fish/vendor_completions.d/cowdax.fish /usr/share/doc/cowdax/copyright \
+    /usr/share/fish/vendor_completions.d/cowdax.fish /usr/share/bash-completion/completions/mkfs.cowdax \
+    /usr/share/bash-completion/completions/fsck.cowdax /usr/share/doc/cowdax/copyright \
     /usr/share/doc/cowdax/changelog.Debian.gz /usr/share/doc/cowdax/README.md; do
     [ -f "$file" ] || die "the package did not install $file"
 done
