@@ -66,11 +66,11 @@ fi
 
 # Only the system's directories: never a /usr/local or ~/.cargo copy.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-multiarch="$(dpkg-architecture -qDEB_HOST_MULTIARCH)"
-shim_path="/usr/lib/$multiarch/libcowdax_preload.so"
-for tool in dpkg lintian runuser su flock findmnt timeout; do
+for tool in dpkg dpkg-architecture lintian runuser su flock findmnt fsck timeout; do
     command -v "$tool" >/dev/null || die "$tool is missing (tools/ci-deps.sh installs it)"
 done
+multiarch="$(dpkg-architecture -qDEB_HOST_MULTIARCH)"
+shim_path="/usr/lib/$multiarch/libcowdax_preload.so"
 if dpkg-query -W -f '${db:Status-Abbrev}' cowdax 2>/dev/null | grep -q '^.i'; then
     die "the cowdax package is installed already; this test installs and removes it: run 'dpkg -r cowdax' first"
 fi
