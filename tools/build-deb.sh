@@ -132,7 +132,7 @@ chmod 0644 "$doc/changelog.Debian.gz"
 # with their licenses, for the copyright file's header comment.
 cargo tree --locked --offline -e normal,no-proc-macro --target "$(rustc -vV | sed -n 's/^host: //p')" \
     --prefix none --format '{p}: {l}' -p cowdax -p cowdax-preload |
-    sed -e 's/ (\*)$//' -e 's/^\([^ ]*\) v\([^ ]*\):/\1 \2:/' | grep -v '^cowdax' | sort -u |
+    sed -e 's/ (\*)$//' -e 's/^\([^ ]*\) v\([^ ]*\):/\1 \2:/' | grep -v -e '^cowdax' -e '^$' | sort -u |
     sed 's/^/ /' >"$scratch/crates"
 [ -s "$scratch/crates" ] || die "cargo tree listed no crate"
 sed -e "/^@CRATES@\$/{r $scratch/crates" -e 'd}' "$packaging/copyright.in" >"$doc/copyright"
