@@ -246,13 +246,17 @@ pub fn default_candidates(exe: &Path) -> Vec<PathBuf> {
 fn default_library() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("locate the cowdax binary: {e}"))?;
     let candidates = default_candidates(&exe);
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        let list: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        format!(
-            "{LIBRARY_NAME} not found (looked for {}); give its path with --library",
-            list.join(" and ")
-        )
-    })
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            let list: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "{LIBRARY_NAME} not found (looked for {}); give its path with --library",
+                list.join(" and ")
+            )
+        })
 }
 
 /// An absolute path without `.`/`..` and without characters ld.so would
@@ -291,8 +295,8 @@ fn check_trusted(library: &Path) -> Result<(), String> {
         dir = d.parent();
     }
     if canonical != library {
-        let meta = std::fs::metadata(&canonical)
-            .map_err(|e| format!("{}: {e}", canonical.display()))?;
+        let meta =
+            std::fs::metadata(&canonical).map_err(|e| format!("{}: {e}", canonical.display()))?;
         checked.push((canonical.clone(), meta));
     }
     for (path, meta) in checked {
@@ -342,7 +346,8 @@ fn check_loadable(library: Option<&Path>) -> Result<(), String> {
         ));
     }
     if let Some(lib) = library {
-        let canonical = std::fs::canonicalize(lib).map_err(|e| format!("{}: {e}", lib.display()))?;
+        let canonical =
+            std::fs::canonicalize(lib).map_err(|e| format!("{}: {e}", lib.display()))?;
         let maps = String::from_utf8_lossy(&output.stdout);
         let wanted = canonical.to_string_lossy();
         if !maps.lines().any(|l| l.ends_with(&*wanted)) {
@@ -486,8 +491,8 @@ mod tests {
         let new = without_entries(text, is_shim_entry).expect("removed");
         assert_eq!(new, b"# keep\n/other.so\n/x.so # c\n");
         assert_eq!(without_entries(&new, is_shim_entry), None);
-        let only = without_entries(b"/usr/lib/libcowdax_preload.so\n", is_shim_entry)
-            .expect("removed");
+        let only =
+            without_entries(b"/usr/lib/libcowdax_preload.so\n", is_shim_entry).expect("removed");
         assert!(only.is_empty());
         let exact = without_entries(text, |e| e == b"/opt/libcowdax_preload.so").expect("one");
         assert_eq!(
