@@ -123,6 +123,11 @@ fn su_cp_reflink_always_works_with_the_systemwide_shim_and_fails_after_disable()
     std::fs::set_permissions(&cp_suid, std::fs::Permissions::from_mode(0o4755))
         .expect("chmod 4755 cp-suid");
     let cp_suid = path_str(&cp_suid).to_string();
+    let stat_suid = t.dir.path().join("stat-suid");
+    std::fs::copy("/usr/bin/stat", &stat_suid).expect("copy stat");
+    std::fs::set_permissions(&stat_suid, std::fs::Permissions::from_mode(0o4755))
+        .expect("chmod 4755 stat-suid");
+    let stat_suid = path_str(&stat_suid).to_string();
     let as_tests_cp = |cp: &str, dst: &str| {
         format!("su tests -s /bin/sh -c '{cp} --reflink=always {a_str} {mnt}/{dst}'")
     };
@@ -148,13 +153,19 @@ LD_PRELOAD={lib} {}",
         &etc,
         &format!(
             "{COWDAX} shim enable --library {lib} || exit 98\n\
-             {COWDAX} shim status || exit 97\n{} || exit 96\n{}",
+             {COWDAX} shim status || exit 97\n{} || exit 96\n{} || exit 95\n\
+             su tests -s /bin/sh -c 'COWDAX_PRELOAD_FSTYPE=xfs stat -f -c fstype=%t {mnt}'\n\
+             su tests -s /bin/sh -c 'COWDAX_PRELOAD_FSTYPE=xfs {stat_suid} -f -c suid-fstype=%t {mnt}'",
             su_cp("B"),
             as_tests_cp(&cp_suid, "D")
         ),
     );
     assert!(ok, "stdout: {out}\nstderr: {err}");
     assert!(out.contains(&format!("enabled: {lib}")), "{out}");
+    // COWDAX_PRELOAD_FSTYPE=xfs (the duperemove aid) works for a plain
+    // program but a setuid one does not take it from its caller.
+    assert!(out.contains("fstype=58465342"), "{out}");
+    assert!(out.contains("suid-fstype=65735546"), "{out}");
     let b = t.path("B");
     assert!(same_contents(&a, &b));
     assert_eq!(shared_bytes(&b), 4 * MIB, "B does not share A's extents");
