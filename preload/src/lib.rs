@@ -30,7 +30,19 @@
 //! mount, go to the real `ioctl` (`dlsym(RTLD_NEXT)`) untouched.
 //!
 //! A descriptor is on a cowdax mount when `fstatfs` says FUSE and the
-//! private `USAGE` ioctl answers; the answer is cached per `st_dev`.
+//! private `USAGE` ioctl answers; the answer is cached per `st_dev`. A
+//! clone source and every dedupe destination must be on the same mount
+//! (`EXDEV` otherwise, as the kernel), so a token goes back only to the
+//! daemon that issued it.
+//!
+//! The library may be in `/etc/ld.so.preload` (`cowdax shim enable`), i.e.
+//! in every process, setuid ones included; so it never aborts its host (a
+//! panic is caught and becomes EIO; `panic = "abort"` builds are refused),
+//! reads and writes the caller's argument structures with
+//! `process_vm_readv/writev` (a bad pointer is EFAULT, not SIGSEGV),
+//! resolves the real `ioctl` at load time (the untranslated path takes no
+//! lock and allocates nothing), and ignores `COWDAX_PRELOAD_FSTYPE` in
+//! secure-execution mode (docs/REFLINK.md, "The system-wide shim").
 //!
 //! statfs: Debian's duperemove 0.11 refuses to dedupe (`-d`) unless statfs
 //! reports btrfs or XFS. Only when the program is `duperemove` or
