@@ -288,11 +288,15 @@ fn check_trusted(library: &Path) -> Result<(), String> {
     let mut checked: Vec<(PathBuf, std::fs::Metadata)> = vec![(library.to_path_buf(), meta)];
     let canonical =
         std::fs::canonicalize(library).map_err(|e| format!("{}: {e}", library.display()))?;
-    let mut dir = canonical.parent();
-    while let Some(d) = dir {
-        let meta = std::fs::metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
-        checked.push((d.to_path_buf(), meta));
-        dir = d.parent();
+    // The directories above the path as written (where a symbolic link
+    // could be swapped) and above the file it resolves to.
+    for start in [library, canonical.as_path()] {
+        let mut dir = start.parent();
+        while let Some(d) = dir {
+            let meta = std::fs::metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            checked.push((d.to_path_buf(), meta));
+            dir = d.parent();
+        }
     }
     if canonical != library {
         let meta =
