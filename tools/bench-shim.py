@@ -25,6 +25,7 @@ Default library: target/release/libcowdax_preload.so
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,10 +64,14 @@ def make_project(root):
 def timed(argv, env, cwd=None, prepare=None):
     if prepare:
         subprocess.run(prepare, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def main():
@@ -96,8 +101,10 @@ def main():
              None, None),
         ]
         print(f"library: {library}")
-        print(f"repetitions: {args.reps} each (ABBA order), medians in seconds")
-        print(f"{'workload':32} {'without':>9} {'with':>9} {'ratio':>7}")
+        print(f"repetitions: {args.reps} each (ABBA order), medians in seconds;")
+        print("wall = elapsed time, cpu = user + system time of all processes")
+        print(f"{'workload':28} {'wall without':>12} {'with':>7} {'ratio':>6}"
+              f" {'cpu without':>12} {'with':>7} {'ratio':>6}")
         for name, argv, cwd, prepare in workloads:
             # One warm-up of each (page cache, dentries).
             timed(argv, plain, cwd, prepare)
@@ -109,8 +116,12 @@ def main():
                     order.reverse()
                 for env, out in order:
                     out.append(timed(argv, env, cwd, prepare))
-            a, b = statistics.median(without), statistics.median(with_)
-            print(f"{name:32} {a:9.3f} {b:9.3f} {b / a:7.3f}")
+            row = f"{name:28}"
+            for i in (0, 1):
+                a = statistics.median(t[i] for t in without)
+                b = statistics.median(t[i] for t in with_)
+                row += f" {a:12.3f} {b:7.3f} {b / a:6.3f}"
+            print(row)
 
 
 if __name__ == "__main__":
