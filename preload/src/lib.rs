@@ -787,6 +787,31 @@ mod tests {
     }
 
     #[test]
+    fn descriptors_in_arguments_are_their_low_32_bits() {
+        assert_eq!(fd_from_arg(7), 7);
+        assert_eq!(fd_from_arg((0xdead << 32) | 7), 7);
+        assert_eq!(fd_from_arg(u64::MAX), -1);
+    }
+
+    #[test]
+    fn bad_argument_memory_is_efault() {
+        assert_eq!(read_bytes::<8>(std::ptr::null(), 0), Err(libc::EFAULT));
+        assert_eq!(read_bytes::<8>(8 as *const c_void, 0), Err(libc::EFAULT));
+        assert_eq!(
+            read_bytes::<8>(usize::MAX as *const c_void, 2),
+            Err(libc::EFAULT)
+        );
+        assert_eq!(
+            write_bytes(16 as *mut c_void, 0, &[1, 2]),
+            Err(libc::EFAULT)
+        );
+        let mut buf = [0u8; 16];
+        let ptr = buf.as_mut_ptr().cast::<c_void>();
+        write_bytes(ptr, 4, &[9, 8, 7, 6, 5, 4, 3, 2]).expect("write own buffer");
+        assert_eq!(read_bytes::<8>(ptr, 4), Ok([9, 8, 7, 6, 5, 4, 3, 2]));
+    }
+
+    #[test]
     fn descriptors_off_cowdax_are_not_translated() {
         let file = std::fs::File::open("/proc/self/status").expect("open a procfs file");
         assert!(!is_cowdax(std::os::fd::AsRawFd::as_raw_fd(&file)));
