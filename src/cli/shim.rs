@@ -384,6 +384,17 @@ fn enable(library: Option<&Path>) -> Result<String, String> {
     check_loadable(Some(&library))?;
     let old = read_preload()?;
     let entry = library.as_os_str().as_bytes();
+    let others: Vec<String> = entries(old.as_deref().unwrap_or(&[]))
+        .into_iter()
+        .filter(|e| is_shim_entry(e) && *e != entry)
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect();
+    for other in &others {
+        eprintln!(
+            "cowdax shim: note: {LD_SO_PRELOAD} also lists {other} (left alone; \
+             `cowdax shim disable --library {other}` removes it)"
+        );
+    }
     let Some(new) = with_entry(old.as_deref().unwrap_or(&[]), entry) else {
         return Ok(format!(
             "already enabled: {} is in {LD_SO_PRELOAD}",
