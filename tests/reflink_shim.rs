@@ -152,3 +152,67 @@ fn duperemove_dedupes_a_cowdax_directory_through_the_shim() {
     assert_eq!(shared_bytes(&dir.join("other")), 0);
     t.finish();
 }
+
+/// Calls the four standard ioctls with arguments a careless or hostile
+/// caller might pass, from Python (ctypes), with the shim preloaded.
+const BAD_ARGUMENTS_SCRIPT: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+src = os.open(sys.argv[1], os.O_RDONLY)
+dst = os.open(sys.argv[2], os.O_RDWR | os.O_CREAT, 0o644)
+def call(name, fd, cmd, arg):
+    ret = libc.ioctl(fd, cmd, arg)
+    print(name, ret, ctypes.get_errno() if ret < 0 else 0, flush=True)
+call("ficlonerange-bad-pointer", dst, 0x4020940d, 1)
+call("fideduperange-bad-pointer", src, 0xc0189436, 8)
+page = libc.mmap(None, 4096, 3, 0x22, -1, 0)
+header = (0).to_bytes(8, "little") + (2**64 - 1).to_bytes(8, "little") + bytes(8) + (4).to_bytes(4, "little") + bytes(4)
+ctypes.memmove(page, header, len(header))
+libc.mprotect(page, 4096, 1)
+call("fiemap-read-only-array", src, 0xc020660b, page)
+call("ficlone-high-bits", dst, 0x40049409, (0xdead << 32) | src)
+"#;
+
+#[test]
+fn shim_answers_bad_ioctl_arguments_with_errno_as_the_kernel_does() {
+    let mut t = TestFs::new(64 * MIB);
+    t.mount("");
+    let a = t.path("a");
+    write_pattern_file(&a, MIB, 70);
+    let out = with_shim("python3")
+        .args([
+            "-c",
+            BAD_ARGUMENTS_SCRIPT,
+            path_str(&a),
+            path_str(&t.path("b")),
+        ])
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // EFAULT (14) for memory the caller cannot read or write, not SIGSEGV.
+    assert!(
+        stdout.contains("ficlonerange-bad-pointer -1 14"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fideduperange-bad-pointer -1 14"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fiemap-read-only-array -1 14"), "{stdout}");
+    // The kernel reads FICLONE's descriptor as an unsigned int: upper bits
+    // of the argument do not matter.
+    assert!(stdout.contains("ficlone-high-bits 0 0"), "{stdout}");
+    assert!(same_contents(&a, &t.path("b")));
+    assert_eq!(shared_bytes(&t.path("b")), MIB);
+    t.finish();
+}

@@ -30,7 +30,19 @@
 //! mount, go to the real `ioctl` (`dlsym(RTLD_NEXT)`) untouched.
 //!
 //! A descriptor is on a cowdax mount when `fstatfs` says FUSE and the
-//! private `USAGE` ioctl answers; the answer is cached per `st_dev`.
+//! private `USAGE` ioctl answers; the answer is cached per `st_dev`. A
+//! clone source and every dedupe destination must be on the same mount
+//! (`EXDEV` otherwise, as the kernel), so a token goes back only to the
+//! daemon that issued it.
+//!
+//! The library may be in `/etc/ld.so.preload` (`cowdax shim enable`), i.e.
+//! in every process, setuid ones included; so it never aborts its host (a
+//! panic is caught and becomes EIO; `panic = "abort"` builds are refused),
+//! reads and writes the caller's argument structures with
+//! `process_vm_readv/writev` (a bad pointer is EFAULT, not SIGSEGV),
+//! resolves the real `ioctl` at load time (the untranslated path takes no
+//! lock and allocates nothing), and ignores `COWDAX_PRELOAD_FSTYPE` in
+//! secure-execution mode (docs/REFLINK.md, "The system-wide shim").
 //!
 //! statfs: Debian's duperemove 0.11 refuses to dedupe (`-d`) unless statfs
 //! reports btrfs or XFS. Only when the program is `duperemove` or
@@ -45,11 +57,24 @@
 //! caller passes.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use libc::{c_char, c_int, c_long, c_ulong, c_void};
+use libc::{c_char, c_int, c_ulong, c_void};
 
 use cowdax_ioctl_abi as abi;
+
+// The shim can be loaded into every process (/etc/ld.so.preload), setuid
+// ones included: a panic must never abort its host. Every entry point
+// catches unwinding panics, which needs the unwind strategy.
+#[cfg(panic = "abort")]
+compile_error!("libcowdax_preload.so must be built with panic = \"unwind\": a panic would abort the host process");
+
+// statfs64 is interposed with `struct statfs`, and FICLONE's fd travels in
+// a pointer-sized register: both hold on 64-bit Linux only.
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+compile_error!("libcowdax_preload.so supports 64-bit Linux only");
 
 /// `_IOW(0x94, 9, int)`.
 const FICLONE: c_ulong = abi::iow(0x94, 9, 4) as c_ulong;
@@ -174,24 +199,25 @@ fn mount_cache() -> &'static Mutex<HashMap<u64, bool>> {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// True when `fd` is on a cowdax mount: FUSE by statfs, and the private
-/// USAGE ioctl answers with a valid block.
+/// True when `fd` is on a cowdax mount.
 fn is_cowdax(fd: c_int) -> bool {
-    let Ok(st) = raw_fstatfs(fd) else {
-        return false;
-    };
+    cowdax_dev(fd).is_some()
+}
+
+/// The device number of `fd`'s filesystem when it is a cowdax mount: FUSE
+/// by statfs, and the private USAGE ioctl answers with a valid block.
+fn cowdax_dev(fd: c_int) -> Option<u64> {
+    let st = raw_fstatfs(fd).ok()?;
     if fs_magic(st.f_type) != FUSE_SUPER_MAGIC {
-        return false;
+        return None;
     }
-    let Ok(dev) = raw_fstat_dev(fd) else {
-        return false;
-    };
+    let dev = raw_fstat_dev(fd).ok()?;
     if let Some(&known) = mount_cache()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&dev)
     {
-        return known;
+        return known.then_some(dev);
     }
     let mut block = abi::request_header(abi::UsageArgs::SIZE);
     let answer = match private_ioctl(fd, abi::USAGE, &mut block) {
@@ -205,7 +231,29 @@ fn is_cowdax(fd: c_int) -> bool {
             .unwrap_or_else(|p| p.into_inner())
             .insert(dev, answer);
     }
-    answer.unwrap_or(false)
+    answer.unwrap_or(false).then_some(dev)
+}
+
+/// The kernel takes a descriptor from an ioctl argument as an `unsigned
+/// int` (fdget): the low 32 bits count, whatever the upper ones hold.
+fn fd_from_arg(value: u64) -> c_int {
+    value as u32 as c_int
+}
+
+/// A second descriptor of a sharing request (clone source, dedupe
+/// destination) must be on the very mount of the first, as the kernel
+/// requires (EXDEV otherwise): so a token the shim asks one daemon for is
+/// only ever handed back to that daemon, never to another FUSE server.
+fn same_mount(dev: u64, other_fd: c_int) -> Result<(), Errno> {
+    match cowdax_dev(other_fd) {
+        Some(other) if other == dev => Ok(()),
+        Some(_) => Err(libc::EXDEV),
+        None => {
+            // EBADF for a bad descriptor, EXDEV for one on another filesystem.
+            raw_fstatfs(other_fd)?;
+            Err(libc::EXDEV)
+        }
+    }
 }
 
 // -------------------------------------------------------- private requests
@@ -218,16 +266,13 @@ fn token_of(fd: c_int) -> Result<abi::TokenArgs, Errno> {
 
 fn clone_range(
     dst_fd: c_int,
+    dst_dev: u64,
     src_fd: c_int,
     src_offset: u64,
     length: u64,
     dst_offset: u64,
 ) -> Result<c_int, Errno> {
-    if !is_cowdax(src_fd) {
-        // EBADF for a bad descriptor, EXDEV for one on another filesystem.
-        raw_fstatfs(src_fd)?;
-        return Err(libc::EXDEV);
-    }
+    same_mount(dst_dev, src_fd)?;
     raw_fdatasync(src_fd)?;
     raw_fdatasync(dst_fd)?;
     let token = token_of(src_fd)?;
@@ -244,34 +289,94 @@ fn clone_range(
     Ok(0)
 }
 
-fn ficlone(dst_fd: c_int, arg: *mut c_void) -> Result<c_int, Errno> {
+fn ficlone(dst_fd: c_int, dev: u64, arg: *mut c_void) -> Result<c_int, Errno> {
     // FICLONE passes the source descriptor as the integer argument.
-    let src_fd = c_int::try_from(arg as usize as c_long).map_err(|_| libc::EBADF)?;
-    clone_range(dst_fd, src_fd, 0, 0, 0)
+    clone_range(dst_fd, dev, fd_from_arg(arg as usize as u64), 0, 0, 0)
 }
 
-fn read_bytes<const N: usize>(ptr: *const c_void, offset: usize) -> Result<[u8; N], Errno> {
+/// The caller's address `ptr + offset`, or EFAULT (null, or wrapping).
+fn user_address(ptr: *const c_void, offset: usize) -> Result<usize, Errno> {
     if ptr.is_null() {
         return Err(libc::EFAULT);
     }
+    (ptr as usize).checked_add(offset).ok_or(libc::EFAULT)
+}
+
+/// Copies between this process's memory at `remote` (the caller's ioctl
+/// argument, not trusted) and `local` with process_vm_readv/writev on the
+/// process itself: a bad pointer is EFAULT, as the kernel reports it, never
+/// a SIGSEGV in the host. (The kernel allows these calls on one's own
+/// process whatever the credentials.) `None` when the calls are not
+/// available (ENOSYS, or EPERM under a seccomp filter).
+fn vm_copy(write: bool, local: *mut u8, remote: usize, len: usize) -> Option<Result<(), Errno>> {
+    let local_iov = libc::iovec {
+        iov_base: local.cast(),
+        iov_len: len,
+    };
+    let remote_iov = libc::iovec {
+        iov_base: remote as *mut c_void,
+        iov_len: len,
+    };
+    let nr = if write {
+        libc::SYS_process_vm_writev
+    } else {
+        libc::SYS_process_vm_readv
+    };
+    // SAFETY: both iovecs describe `len` bytes: `local` is a buffer of this
+    // library's of that size; the kernel checks `remote` itself and fails
+    // with EFAULT for an address the process has not mapped so.
+    let ret = unsafe {
+        libc::syscall(
+            nr,
+            libc::getpid(),
+            &local_iov as *const libc::iovec,
+            1 as c_ulong,
+            &remote_iov as *const libc::iovec,
+            1 as c_ulong,
+            0 as c_ulong,
+        )
+    };
+    if ret < 0 {
+        return match last_errno() {
+            libc::ENOSYS | libc::EPERM => None,
+            _ => Some(Err(libc::EFAULT)),
+        };
+    }
+    Some(if ret as usize == len {
+        Ok(())
+    } else {
+        Err(libc::EFAULT)
+    })
+}
+
+fn read_bytes<const N: usize>(ptr: *const c_void, offset: usize) -> Result<[u8; N], Errno> {
+    let address = user_address(ptr, offset)?;
     let mut out = [0u8; N];
-    // SAFETY: the caller of ioctl passed `ptr` as the argument of a command
-    // whose structure is at least `offset + N` bytes long (checked by the
-    // callers against the structure's declared counts); the copy is
-    // byte-wise, so alignment does not matter.
+    if let Some(result) = vm_copy(false, out.as_mut_ptr(), address, N) {
+        return result.map(|()| out);
+    }
+    // SAFETY: fallback without process_vm_readv: the caller of ioctl passed
+    // `ptr` as the argument of a command whose structure is at least
+    // `offset + N` bytes long (checked by the callers against the
+    // structure's declared counts), as the contract of ioctl(2) requires;
+    // the copy is byte-wise, so alignment does not matter.
     unsafe {
-        std::ptr::copy_nonoverlapping(ptr.cast::<u8>().add(offset), out.as_mut_ptr(), N);
+        std::ptr::copy_nonoverlapping(address as *const u8, out.as_mut_ptr(), N);
     }
     Ok(out)
 }
 
-fn write_bytes(ptr: *mut c_void, offset: usize, bytes: &[u8]) {
-    // SAFETY: as in `read_bytes`: the caller's structure covers
-    // `offset..offset + bytes.len()` (non-null checked by the caller's
-    // earlier read of the same structure); byte-wise copy.
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.cast::<u8>().add(offset), bytes.len());
+fn write_bytes(ptr: *mut c_void, offset: usize, bytes: &[u8]) -> Result<(), Errno> {
+    let address = user_address(ptr, offset)?;
+    if let Some(result) = vm_copy(true, bytes.as_ptr().cast_mut(), address, bytes.len()) {
+        return result;
     }
+    // SAFETY: as in `read_bytes`: the caller's structure covers
+    // `offset..offset + bytes.len()`; byte-wise copy.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), address as *mut u8, bytes.len());
+    }
+    Ok(())
 }
 
 fn u64_at(bytes: &[u8], offset: usize) -> u64 {
@@ -280,27 +385,25 @@ fn u64_at(bytes: &[u8], offset: usize) -> u64 {
     u64::from_ne_bytes(b)
 }
 
-fn ficlonerange(dst_fd: c_int, arg: *mut c_void) -> Result<c_int, Errno> {
+fn ficlonerange(dst_fd: c_int, dev: u64, arg: *mut c_void) -> Result<c_int, Errno> {
     let fcr: [u8; FILE_CLONE_RANGE_BYTES] = read_bytes(arg, 0)?;
-    let src_fd = c_int::try_from(u64_at(&fcr, 0) as i64).map_err(|_| libc::EBADF)?;
+    let src_fd = fd_from_arg(u64_at(&fcr, 0));
     let src_offset = u64_at(&fcr, 8);
     let length = u64_at(&fcr, 16);
     let dst_offset = u64_at(&fcr, 24);
-    clone_range(dst_fd, src_fd, src_offset, length, dst_offset)
+    clone_range(dst_fd, dev, src_fd, src_offset, length, dst_offset)
 }
 
 /// One destination of FIDEDUPERANGE: (status, bytes deduped).
 fn dedupe_one(
     src_fd: c_int,
+    src_dev: u64,
     dst_fd: c_int,
     src_offset: u64,
     dst_offset: u64,
     length: u64,
 ) -> Result<(i32, u64), Errno> {
-    if !is_cowdax(dst_fd) {
-        raw_fstatfs(dst_fd)?;
-        return Err(libc::EXDEV);
-    }
+    same_mount(src_dev, dst_fd)?;
     raw_fdatasync(dst_fd)?;
     let token = token_of(dst_fd)?;
     let mut block = abi::DedupeArgs {
@@ -322,7 +425,7 @@ fn dedupe_one(
     }
 }
 
-fn fideduperange(src_fd: c_int, arg: *mut c_void) -> Result<c_int, Errno> {
+fn fideduperange(src_fd: c_int, dev: u64, arg: *mut c_void) -> Result<c_int, Errno> {
     let header: [u8; DEDUPE_HEADER_BYTES] = read_bytes(arg, 0)?;
     let src_offset = u64_at(&header, 0);
     let length = u64_at(&header, 8);
@@ -339,20 +442,20 @@ fn fideduperange(src_fd: c_int, arg: *mut c_void) -> Result<c_int, Errno> {
     for index in 0..dest_count {
         let at = DEDUPE_HEADER_BYTES + index * DEDUPE_INFO_BYTES;
         let info: [u8; DEDUPE_INFO_BYTES] = read_bytes(arg, at)?;
-        let dst_fd = c_int::try_from(u64_at(&info, 0) as i64);
+        let dst_fd = fd_from_arg(u64_at(&info, 0));
         let dst_offset = u64_at(&info, 8);
         let reserved = u32::from_ne_bytes([info[28], info[29], info[30], info[31]]);
-        let outcome = match dst_fd {
-            _ if reserved != 0 => Err(libc::EINVAL),
-            Err(_) => Err(libc::EBADF),
-            Ok(dst_fd) => dedupe_one(src_fd, dst_fd, src_offset, dst_offset, length),
+        let outcome = if reserved != 0 {
+            Err(libc::EINVAL)
+        } else {
+            dedupe_one(src_fd, dev, dst_fd, src_offset, dst_offset, length)
         };
         let (status, bytes) = match outcome {
             Ok(result) => result,
             Err(errno) => (-errno, 0),
         };
-        write_bytes(arg, at + 16, &bytes.to_ne_bytes());
-        write_bytes(arg, at + 24, &status.to_ne_bytes());
+        write_bytes(arg, at + 16, &bytes.to_ne_bytes())?;
+        write_bytes(arg, at + 24, &status.to_ne_bytes())?;
     }
     Ok(0)
 }
@@ -376,7 +479,7 @@ fn fiemap_extent_bytes(extent: &abi::ExtentRecord, last: bool) -> [u8; FIEMAP_EX
     out
 }
 
-fn fiemap(fd: c_int, arg: *mut c_void) -> Result<c_int, Errno> {
+fn fiemap(fd: c_int, _dev: u64, arg: *mut c_void) -> Result<c_int, Errno> {
     let header: [u8; FIEMAP_HEADER_BYTES] = read_bytes(arg, 0)?;
     let start = u64_at(&header, 0);
     let length = u64_at(&header, 8);
@@ -385,7 +488,7 @@ fn fiemap(fd: c_int, arg: *mut c_void) -> Result<c_int, Errno> {
     let unsupported = flags & !FIEMAP_FLAG_SYNC;
     if unsupported != 0 {
         // As fiemap_prep(): report the flags we cannot honour.
-        write_bytes(arg, 16, &unsupported.to_ne_bytes());
+        write_bytes(arg, 16, &unsupported.to_ne_bytes())?;
         return Err(libc::EBADR);
     }
     if length == 0 {
@@ -400,19 +503,20 @@ fn fiemap(fd: c_int, arg: *mut c_void) -> Result<c_int, Errno> {
     // last extent of the range can carry FIEMAP_EXTENT_LAST.
     let mut pending: Option<abi::ExtentRecord> = None;
     let mut array_full = false;
-    let emit = |extent: &abi::ExtentRecord, last: bool, mapped: &mut usize| -> bool {
-        if capacity == 0 {
+    let emit =
+        |extent: &abi::ExtentRecord, last: bool, mapped: &mut usize| -> Result<bool, Errno> {
+            if capacity == 0 {
+                *mapped += 1;
+                return Ok(true);
+            }
+            if *mapped >= capacity {
+                return Ok(false);
+            }
+            let at = FIEMAP_HEADER_BYTES + *mapped * FIEMAP_EXTENT_BYTES;
+            write_bytes(arg, at, &fiemap_extent_bytes(extent, last))?;
             *mapped += 1;
-            return true;
-        }
-        if *mapped >= capacity {
-            return false;
-        }
-        let at = FIEMAP_HEADER_BYTES + *mapped * FIEMAP_EXTENT_BYTES;
-        write_bytes(arg, at, &fiemap_extent_bytes(extent, last));
-        *mapped += 1;
-        true
-    };
+            Ok(true)
+        };
     let mut pos = start;
     'pages: loop {
         let mut block = abi::ExtentsArgs {
@@ -430,7 +534,7 @@ fn fiemap(fd: c_int, arg: *mut c_void) -> Result<c_int, Errno> {
                 break 'pages;
             }
             if let Some(prev) = pending.replace(*extent) {
-                if !emit(&prev, false, &mut mapped) {
+                if !emit(&prev, false, &mut mapped)? {
                     array_full = true;
                     break 'pages;
                 }
@@ -443,12 +547,12 @@ fn fiemap(fd: c_int, arg: *mut c_void) -> Result<c_int, Errno> {
     }
     if !array_full {
         if let Some(prev) = pending {
-            if !emit(&prev, true, &mut mapped) {
+            if !emit(&prev, true, &mut mapped)? {
                 mapped = capacity;
             }
         }
     }
-    write_bytes(arg, 20, &(mapped as u32).to_ne_bytes());
+    write_bytes(arg, 20, &(mapped as u32).to_ne_bytes())?;
     Ok(0)
 }
 
@@ -456,13 +560,31 @@ fn fiemap(fd: c_int, arg: *mut c_void) -> Result<c_int, Errno> {
 
 type RealIoctl = unsafe extern "C" fn(c_int, c_ulong, ...) -> c_int;
 
+/// The next `ioctl` in the lookup order: 0 = not looked up yet, 1 = none.
+static REAL_IOCTL: AtomicUsize = AtomicUsize::new(0);
+
+/// Looks the real `ioctl` up when the library is loaded (an ELF
+/// constructor), so that the hot path is one atomic load and a call: no
+/// lock, no allocation, no dlsym in a signal handler.
+#[used]
+#[link_section = ".init_array"]
+static RESOLVE_AT_LOAD: extern "C" fn() = resolve_at_load;
+
+extern "C" fn resolve_at_load() {
+    let _ = real_ioctl();
+}
+
 fn real_ioctl() -> Option<RealIoctl> {
-    static REAL: OnceLock<usize> = OnceLock::new();
-    let addr = *REAL.get_or_init(|| {
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated symbol name.
-        unsafe { libc::dlsym(libc::RTLD_NEXT, c"ioctl".as_ptr()) as usize }
-    });
+    let mut addr = REAL_IOCTL.load(Ordering::Acquire);
     if addr == 0 {
+        // Only before the constructor ran (another library's constructor
+        // calling ioctl first); a race just looks it up twice.
+        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated symbol name.
+        let found = unsafe { libc::dlsym(libc::RTLD_NEXT, c"ioctl".as_ptr()) as usize };
+        addr = if found == 0 { 1 } else { found };
+        REAL_IOCTL.store(addr, Ordering::Release);
+    }
+    if addr == 1 {
         return None;
     }
     // SAFETY: the next definition of `ioctl` in the lookup order is glibc's
@@ -491,19 +613,24 @@ fn pass_through(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
     // The kernel's command is an unsigned int: a caller that passed a
     // negative int constant arrives sign-extended, so compare 32 bits.
-    let handler: fn(c_int, *mut c_void) -> Result<c_int, Errno> = match request & 0xffff_ffff {
+    type Handler = fn(c_int, u64, *mut c_void) -> Result<c_int, Errno>;
+    let handler: Handler = match request & 0xffff_ffff {
         FICLONE => ficlone,
         FICLONERANGE => ficlonerange,
         FIDEDUPERANGE => fideduperange,
         FS_IOC_FIEMAP => fiemap,
         _ => return pass_through(fd, request, arg),
     };
-    if !is_cowdax(fd) {
-        return pass_through(fd, request, arg);
-    }
-    match handler(fd, arg) {
-        Ok(result) => result,
-        Err(errno) => {
+    // A panic (there should be none) becomes EIO rather than aborting the
+    // host: unwinding out of an extern "C" function aborts.
+    let translated = catch_unwind(AssertUnwindSafe(|| {
+        cowdax_dev(fd).map(|dev| handler(fd, dev, arg))
+    }))
+    .unwrap_or(Some(Err(libc::EIO)));
+    match translated {
+        None => pass_through(fd, request, arg),
+        Some(Ok(result)) => result,
+        Some(Err(errno)) => {
             set_errno(errno);
             -1
         }
@@ -516,7 +643,10 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) ->
 fn fake_fstype() -> bool {
     static FAKE: OnceLock<bool> = OnceLock::new();
     *FAKE.get_or_init(|| {
-        if std::env::var_os("COWDAX_PRELOAD_FSTYPE").is_some_and(|v| v == "xfs") {
+        // SAFETY: getauxval reads the process's auxiliary vector.
+        let secure = unsafe { libc::getauxval(libc::AT_SECURE) } != 0;
+        // A setuid program does not take the variable from its caller.
+        if !secure && std::env::var_os("COWDAX_PRELOAD_FSTYPE").is_some_and(|v| v == "xfs") {
             return true;
         }
         std::fs::read("/proc/self/comm")
@@ -525,25 +655,33 @@ fn fake_fstype() -> bool {
     })
 }
 
+/// Whether a statfs answer is FUSE's (checked first, so that programs
+/// that never look at a FUSE filesystem never pay for `fake_fstype`).
+fn reports_fuse(buf: *mut libc::statfs) -> bool {
+    // SAFETY: `buf` points to the statfs the kernel has just filled in
+    // (the system call succeeded, so it is writable memory of that size).
+    !buf.is_null() && fs_magic(unsafe { (*buf).f_type }) == FUSE_SUPER_MAGIC
+}
+
+/// Runs a statfs fix-up: never lets a panic out, keeps the caller's errno.
+fn fix_up(fix: impl FnOnce()) {
+    let errno = last_errno();
+    let _ = catch_unwind(AssertUnwindSafe(fix));
+    set_errno(errno);
+}
+
 fn fix_fstype_fd(fd: c_int, buf: *mut libc::statfs) {
-    if buf.is_null() || !fake_fstype() {
+    if !reports_fuse(buf) || !fake_fstype() {
         return;
     }
-    // SAFETY: `buf` points to the statfs the kernel has just filled in.
-    let f_type = unsafe { (*buf).f_type };
-    if fs_magic(f_type) == FUSE_SUPER_MAGIC && is_cowdax(fd) {
+    if is_cowdax(fd) {
         // SAFETY: as above.
         unsafe { (*buf).f_type = XFS_SUPER_MAGIC as _ };
     }
 }
 
 fn fix_fstype_path(path: *const c_char, buf: *mut libc::statfs) {
-    if buf.is_null() || !fake_fstype() {
-        return;
-    }
-    // SAFETY: `buf` points to the statfs the kernel has just filled in.
-    let f_type = unsafe { (*buf).f_type };
-    if fs_magic(f_type) != FUSE_SUPER_MAGIC {
+    if !reports_fuse(buf) || !fake_fstype() {
         return;
     }
     if let Some(fd) = raw_open_for_probe(path) {
@@ -562,7 +700,7 @@ fn statfs_impl(path: *const c_char, buf: *mut libc::statfs) -> c_int {
     if ret < 0 {
         return -1;
     }
-    fix_fstype_path(path, buf);
+    fix_up(|| fix_fstype_path(path, buf));
     0
 }
 
@@ -572,7 +710,7 @@ fn fstatfs_impl(fd: c_int, buf: *mut libc::statfs) -> c_int {
     if ret < 0 {
         return -1;
     }
-    fix_fstype_fd(fd, buf);
+    fix_up(|| fix_fstype_fd(fd, buf));
     0
 }
 
@@ -646,6 +784,31 @@ mod tests {
             flags,
             FIEMAP_EXTENT_SHARED | FIEMAP_EXTENT_UNWRITTEN | FIEMAP_EXTENT_LAST
         );
+    }
+
+    #[test]
+    fn descriptors_in_arguments_are_their_low_32_bits() {
+        assert_eq!(fd_from_arg(7), 7);
+        assert_eq!(fd_from_arg((0xdead << 32) | 7), 7);
+        assert_eq!(fd_from_arg(u64::MAX), -1);
+    }
+
+    #[test]
+    fn bad_argument_memory_is_efault() {
+        assert_eq!(read_bytes::<8>(std::ptr::null(), 0), Err(libc::EFAULT));
+        assert_eq!(read_bytes::<8>(8 as *const c_void, 0), Err(libc::EFAULT));
+        assert_eq!(
+            read_bytes::<8>(usize::MAX as *const c_void, 2),
+            Err(libc::EFAULT)
+        );
+        assert_eq!(
+            write_bytes(16 as *mut c_void, 0, &[1, 2]),
+            Err(libc::EFAULT)
+        );
+        let mut buf = [0u8; 16];
+        let ptr = buf.as_mut_ptr().cast::<c_void>();
+        write_bytes(ptr, 4, &[9, 8, 7, 6, 5, 4, 3, 2]).expect("write own buffer");
+        assert_eq!(read_bytes::<8>(ptr, 4), Ok([9, 8, 7, 6, 5, 4, 3, 2]));
     }
 
     #[test]

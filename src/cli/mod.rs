@@ -19,6 +19,7 @@ pub mod mkfs;
 pub mod mount;
 pub mod open;
 pub mod probe;
+pub mod shim;
 pub mod version;
 
 use std::ffi::{OsStr, OsString};
@@ -84,6 +85,9 @@ enum Command {
     /// The daemon's persistence work so far: bytes stored and persisted,
     /// cache lines flushed, fences, msyncs.
     Counters(counters::CountersCmd),
+    /// Manage the system-wide LD_PRELOAD shim in /etc/ld.so.preload
+    /// (root only; see `cowdax shim --help` for what that trusts).
+    Shim(shim::ShimArgs),
     /// Mount a cowdax filesystem: `cowdax mount SOURCE MOUNTPOINT [-o OPTIONS]`
     /// (also the bare `cowdax SOURCE MOUNTPOINT …` form used by mount.fuse3);
     /// see `cowdax mount --help`.
@@ -233,6 +237,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Fsmap(args) => fsmap::run(&args),
         Command::Df(args) => df::run(&args),
         Command::Counters(args) => counters::run(&args),
+        Command::Shim(args) => shim::run(&args),
         Command::Mount { args } => mount::run(&args),
         Command::Generate(args) => generate::run(&args, &programs()),
     }
