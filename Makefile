@@ -1,7 +1,7 @@
 # Thin wrappers over the scripts in tools/ (the scripts are the reference).
 PREFIX ?= /usr/local
 
-.PHONY: all build deps install test demo
+.PHONY: all build deps install test demo deb test-package
 all: build
 build:
 	cargo build --release --locked
@@ -13,3 +13,7 @@ test:
 	tools/test.sh
 demo:
 	tools/demo.sh
+deb:
+	tools/build-deb.sh
+test-package:
+	tools/test-package.sh

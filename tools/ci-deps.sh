@@ -27,6 +27,9 @@ declare -A package_of=(
     [losetup]=util-linux
     [fio]=fio
     [cc]=build-essential
+    # The package build (tools/build-deb.sh) and its test (tools/test-package.sh).
+    [dpkg-shlibdeps]=dpkg-dev
+    [lintian]=lintian
     # tests/cli_man.rs renders every manual page with both.
     [groff]=groff-base
     [man]=man-db

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README "Run the tests"; .ci/run runs exactly this).
 # Format check, clippy with warnings as errors, every cargo test target
-# (FUSE tests included, never skipped), then the FUSE conformance run if
+# (FUSE tests included, never skipped), the Debian package test
+# (tools/test-package.sh), then the FUSE conformance run if
 # tools/conformance.sh exists. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,9 @@ step "cargo test (all targets)"
 cargo test --all-targets --no-fail-fast
 # Doc tests are not part of --all-targets.
 cargo test --doc
+
+step "tools/test-package.sh (Debian package: build, lintian, install, mount, shim, fsck, remove)"
+tools/test-package.sh
 
 step "benchmark report arithmetic (python3 tools/bench/test_report.py)"
 python3 tools/bench/test_report.py
