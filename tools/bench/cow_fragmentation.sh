@@ -23,25 +23,9 @@ while (($#)); do
         *) echo "cow_fragmentation.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
-here=$(cd "$(dirname "$0")" && pwd)
-cowdax=${COWDAX:-$here/../../target/release/cowdax}
-if [[ ! -x $cowdax ]]; then
-    echo "cow_fragmentation.sh: no cowdax binary at $cowdax (cargo build --release, or set COWDAX)" >&2
-    exit 2
-fi
-command -v xfs_io >/dev/null || { echo "cow_fragmentation.sh: xfs_io not found" >&2; exit 2; }
-
-work=$(mktemp -d /dev/shm/cow_fragmentation.XXXXXX)
-image=$work/image
-mnt=$work/mnt
-daemon=""
-cleanup() {
-    if mountpoint -q "$mnt" 2>/dev/null; then umount "$mnt" || umount -l "$mnt" || true; fi
-    if [[ -n $daemon ]]; then wait "$daemon" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-mkdir "$mnt"
+# shellcheck source=tools/bench/scratch.sh
+source "$(dirname "$0")/scratch.sh"
+bench_scratch cow_fragmentation.sh xfs_io
 "$cowdax" mkfs --size 256M "$image" >/dev/null
 "$cowdax" "$image" "$mnt" -f 2>"$work/daemon.log" &
 daemon=$!

@@ -35,25 +35,9 @@ for number in "$runtime" "$repeats"; do
         exit 2
     fi
 done
-here=$(cd "$(dirname "$0")" && pwd)
-cowdax=${COWDAX:-$here/../../target/release/cowdax}
-if [[ ! -x $cowdax ]]; then
-    echo "read_sizes.sh: no cowdax binary at $cowdax (cargo build --release, or set COWDAX)" >&2
-    exit 2
-fi
-command -v fio >/dev/null || { echo "read_sizes.sh: fio not found" >&2; exit 2; }
-
-work=$(mktemp -d /dev/shm/read_sizes.XXXXXX)
-image=$work/image
-mnt=$work/mnt
-daemon=""
-cleanup() {
-    if mountpoint -q "$mnt" 2>/dev/null; then umount "$mnt" || umount -l "$mnt" || true; fi
-    if [[ -n $daemon ]]; then wait "$daemon" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-mkdir "$mnt"
+# shellcheck source=tools/bench/scratch.sh
+source "$(dirname "$0")/scratch.sh"
+bench_scratch read_sizes.sh fio
 "$cowdax" mkfs --size "$(( $(numfmt --from=iec "${file_size^^}") * 3 ))" "$image" >/dev/null
 
 mount_mode() {
