@@ -29,7 +29,7 @@ use fuser::{
 };
 
 use super::coherence::Invalidations;
-use super::handles::HandleTable;
+use super::handles::{HandleTable, OpenFile};
 use super::idle_poll::IdlePoll;
 pub use super::invalidator::CacheInvalidator;
 use super::ioctl::{self, IoctlContext, IoctlRequest};
@@ -218,7 +218,7 @@ impl CowdaxFs {
     /// adapter only skips asking under relatime when nothing was written
     /// through the handle since its last check (a cheap shortcut: the
     /// kernel's own relatime check is per read too).
-    fn touch_atime(&self, ino: Ino, fh: u64, is_dir: bool) {
+    fn touch_atime(&self, ino: Ino, file: Option<&OpenFile>, is_dir: bool) {
         if is_dir && self.config.no_dir_atime {
             return;
         }
@@ -226,9 +226,7 @@ impl CowdaxFs {
             AtimePolicy::Never => return,
             AtimePolicy::Always => AtimeRule::Always,
             AtimePolicy::Relative => {
-                let pending = self
-                    .handles
-                    .get(fh)
+                let pending = file
                     .is_some_and(|file| file.atime_check_pending.swap(false, Ordering::Relaxed));
                 if !pending {
                     return;
@@ -682,11 +680,12 @@ impl Filesystem for CowdaxFs {
     ) {
         // Any READ may fill the page cache: through a cached open, and
         // through a direct one too when it serves a mapping's page fault.
-        if let Some(state) = self.handles.get(fh.0).and_then(|f| f.coherence.clone()) {
+        let file = self.handles.get(fh.0);
+        if let Some(state) = file.as_ref().and_then(|f| f.coherence.as_ref()) {
             state.note_page_cache_use();
         }
         // atime first (outside the core's read lock): see touch_atime.
-        self.touch_atime(ino.0, fh.0, false);
+        self.touch_atime(ino.0, file.as_deref(), false);
         // Zero-copy: the bytes are borrowed from the mapping under the
         // inode's read lock and leave in one writev (DESIGN.md §6).
         let mut reply = Some(reply);
@@ -826,7 +825,7 @@ impl Filesystem for CowdaxFs {
     ) {
         // Every getdents reaches the daemon (no directory cache is asked
         // for), so a listing updates atime like a read (unless nodiratime).
-        self.touch_atime(ino.0, fh.0, true);
+        self.touch_atime(ino.0, self.handles.get(fh.0).as_deref(), true);
         let result = self.fs.readdir(ino.0, offset, &mut |entry| {
             let full = reply.add(
                 INodeNo(entry.ino),
@@ -852,7 +851,7 @@ impl Filesystem for CowdaxFs {
     ) {
         // Every getdents reaches the daemon (no directory cache is asked
         // for), so a listing updates atime like a read (unless nodiratime).
-        self.touch_atime(ino.0, fh.0, true);
+        self.touch_atime(ino.0, self.handles.get(fh.0).as_deref(), true);
         // Gather names first, then attributes: the core's readdir callback
         // runs under the directory's lock, so no other core call in it.
         let mut entries = Vec::new();
