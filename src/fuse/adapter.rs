@@ -31,7 +31,7 @@ use fuser::{
 use super::coherence::Invalidations;
 use super::handles::{HandleTable, OpenFile};
 use super::idle_poll::IdlePoll;
-pub use super::invalidator::CacheInvalidator;
+use super::invalidator::CacheInvalidator;
 use super::ioctl::{self, IoctlContext, IoctlRequest};
 use super::options::{AtimePolicy, CacheMode, MountOptions};
 use crate::fs::{

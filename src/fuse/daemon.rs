@@ -19,9 +19,10 @@ use std::sync::Arc;
 use fuser::{Config, MountOption, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
-use super::adapter::{AdapterConfig, CacheInvalidator, CowdaxFs};
+use super::adapter::{AdapterConfig, CowdaxFs};
 use super::coherence::Invalidations;
 use super::idle_poll::{Counting, IdlePoll, CPU_LATENCY_DEVICE};
+use super::invalidator::CacheInvalidator;
 use super::options::{Access, MountOptions};
 use crate::fs::{self, Fs, OpenOptions};
 use crate::media::detect::{self, MountEntry};

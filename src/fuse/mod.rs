@@ -26,6 +26,7 @@ pub mod invalidator;
 pub mod ioctl;
 pub mod options;
 
-pub use adapter::{CacheInvalidator, CowdaxFs};
+pub use adapter::CowdaxFs;
 pub use daemon::{MountRequest, EXIT_MOUNT_FAILED, EXIT_USAGE};
+pub use invalidator::CacheInvalidator;
 pub use options::MountOptions;
