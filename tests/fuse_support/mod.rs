@@ -139,6 +139,9 @@ pub struct TestFs {
     pub image: PathBuf,
     pub mnt: PathBuf,
     daemon: Option<Child>,
+    /// What the foreground daemon wrote to stderr so far (shown when it
+    /// exits with an error).
+    daemon_log: Arc<std::sync::Mutex<Vec<u8>>>,
     detached: bool,
 }
 
@@ -164,6 +167,7 @@ impl TestFs {
             image,
             mnt,
             daemon: None,
+            daemon_log: Arc::default(),
             detached: false,
         }
     }
@@ -207,11 +211,19 @@ impl TestFs {
             assert!(start.elapsed() < MOUNT_TIMEOUT, "mount timed out");
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Drain stderr in the background so the daemon never blocks on it.
+        // Drain stderr in the background so the daemon never blocks on it,
+        // keeping it for the failure message of wait_daemon_exit_ok.
         if let Some(mut pipe) = child.stderr.take() {
+            let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+            self.daemon_log = Arc::clone(&log);
             std::thread::spawn(move || {
-                let mut sink = Vec::new();
-                let _ = pipe.read_to_end(&mut sink);
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    log.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
             });
         }
         self.daemon = Some(child);
@@ -251,7 +263,15 @@ impl TestFs {
             let start = Instant::now();
             loop {
                 if let Some(status) = child.try_wait().expect("wait daemon") {
-                    assert!(status.success(), "daemon exited with {status}");
+                    if !status.success() {
+                        // Give the drain thread a moment to take the last lines.
+                        std::thread::sleep(Duration::from_millis(100));
+                        let log = self.daemon_log.lock().unwrap();
+                        panic!(
+                            "daemon exited with {status}; its stderr:\n{}",
+                            String::from_utf8_lossy(&log)
+                        );
+                    }
                     break;
                 }
                 assert!(start.elapsed() < MOUNT_TIMEOUT, "daemon did not exit");
